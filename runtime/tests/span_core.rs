@@ -1,0 +1,145 @@
+//! The span core: sampling fast paths, parent links, futures, panics.
+
+use llmd_runtime::span::{self, RecordErr, SpanMeta, Started};
+use llmd_runtime::testing::{attribute, capture, capture_with};
+use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry_sdk::trace::Sampler;
+use std::cell::Cell;
+
+static OUTER: SpanMeta = SpanMeta::new("llm_d.test.outer", SpanKind::Server);
+static INNER: SpanMeta = SpanMeta::new("llm_d.test.inner", SpanKind::Internal);
+
+fn no_attributes() -> [KeyValue; 0] {
+    []
+}
+
+#[test]
+fn nested_spans_link_to_their_parent() {
+    let cap = capture();
+    {
+        let _outer = span::start(&OUTER, None, || [KeyValue::new("k", 1_i64)]).enter();
+        let _inner = span::start(&INNER, None, no_attributes).enter();
+    }
+    let outer = cap.one("llm_d.test.outer");
+    let inner = cap.one("llm_d.test.inner");
+    assert_eq!(outer.span_kind, SpanKind::Server);
+    assert_eq!(inner.parent_span_id, outer.span_context.span_id());
+    assert_eq!(inner.span_context.trace_id(), outer.span_context.trace_id());
+    assert_eq!(attribute(&outer, "k"), Some(&Value::I64(1)));
+}
+
+#[test]
+fn unsampled_parent_skips_child_without_evaluating_attributes() {
+    let cap = capture_with(Sampler::ParentBased(Box::new(Sampler::AlwaysOff)));
+    let evaluated = Cell::new(false);
+    let root = span::start(&OUTER, None, no_attributes);
+    assert!(!root.is_recording());
+    let root_cx = root.context().cloned().expect("a root gets a context");
+    let _root = root.enter();
+    let child = span::start(&INNER, None, || {
+        evaluated.set(true);
+        no_attributes()
+    });
+    assert!(matches!(child, Started::Skipped));
+    assert!(!evaluated.get());
+    // The current context still carries the unsampled parent for outbound calls.
+    let current = Context::current();
+    assert_eq!(
+        current.span().span_context().span_id(),
+        root_cx.span().span_context().span_id()
+    );
+    assert!(!current.span().span_context().is_sampled());
+    drop(_root);
+    assert!(cap.spans().is_empty());
+}
+
+#[test]
+fn disabled_telemetry_records_nothing() {
+    let _off = llmd_runtime::testing::without_telemetry();
+    let evaluated = Cell::new(false);
+    let started = span::start(&OUTER, None, || {
+        evaluated.set(true);
+        no_attributes()
+    });
+    assert!(matches!(started, Started::Skipped));
+    assert!(!evaluated.get());
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn instrumented_future_keeps_its_span_current_across_awaits() {
+    let cap = capture();
+    let fut = span::start(&OUTER, None, no_attributes).instrument(async {
+        tokio::task::yield_now().await;
+        let inner = span::start(&INNER, None, no_attributes).instrument(async {
+            tokio::task::yield_now().await;
+        });
+        inner.await;
+    });
+    fut.await;
+    let outer = cap.one("llm_d.test.outer");
+    let inner = cap.one("llm_d.test.inner");
+    assert_eq!(inner.parent_span_id, outer.span_context.span_id());
+}
+
+#[derive(Debug)]
+struct Refused;
+
+impl llmd_runtime::ErrorType for Refused {
+    fn error_type(&self) -> &'static str {
+        "refused"
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn err_output_sets_status_and_error_type_only() {
+    let cap = capture();
+    let out: Result<(), Refused> = span::start(&OUTER, None, no_attributes)
+        .instrument_recording::<_, RecordErr>(async { Err(Refused) })
+        .await;
+    assert!(out.is_err());
+    let s = cap.one("llm_d.test.outer");
+    assert_eq!(attribute(&s, "error.type"), Some(&Value::from("refused")));
+    assert_eq!(s.status, Status::error("refused"));
+}
+
+#[test]
+fn a_panic_still_ends_and_exports_the_span() {
+    let cap = capture();
+    let result = std::panic::catch_unwind(|| {
+        let _s = span::start(&OUTER, None, no_attributes).enter();
+        panic!("boom");
+    });
+    assert!(result.is_err());
+    let s = cap.one("llm_d.test.outer");
+    assert_eq!(attribute(&s, "error.type"), Some(&Value::from("panic")));
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_panicking_future_still_ends_and_exports_the_span() {
+    let cap = capture();
+    let handle = tokio::spawn(span::start(&OUTER, None, no_attributes).instrument(async {
+        tokio::task::yield_now().await;
+        panic!("boom");
+    }));
+    assert!(handle.await.is_err());
+    let s = cap.one("llm_d.test.outer");
+    assert_eq!(attribute(&s, "error.type"), Some(&Value::from("panic")));
+}
+
+#[test]
+fn ratio_sampler_that_ignores_parents_is_asked_for_unsampled_children() {
+    let cap = capture_with(Sampler::AlwaysOn);
+    let unsampled = opentelemetry::trace::SpanContext::new(
+        opentelemetry::trace::TraceId::from(7u128),
+        opentelemetry::trace::SpanId::from(9u64),
+        opentelemetry::trace::TraceFlags::default(),
+        true,
+        Default::default(),
+    );
+    let parent = Context::new().with_remote_span_context(unsampled);
+    let s = span::start(&OUTER, Some(&parent), no_attributes);
+    assert!(s.is_recording());
+    s.end();
+    assert_eq!(cap.one("llm_d.test.outer").parent_span_id, opentelemetry::trace::SpanId::from(9u64));
+}
