@@ -10,14 +10,14 @@
 
 use crate::error::ErrorType;
 use crate::state;
-use opentelemetry::trace::{SpanBuilder, SpanKind, Status, TraceContextExt, Tracer};
+use opentelemetry::trace::{SpanBuilder, SpanId, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, ContextGuard, KeyValue};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-pub use opentelemetry::trace::SpanRef;
+pub use opentelemetry::trace::{SpanKind, SpanRef};
 
 /// The static description of a span: its name and kind.
 #[derive(Debug)]
@@ -74,32 +74,54 @@ where
 }
 
 #[inline]
-fn start_under<A, F>(meta: &'static SpanMeta, parent: &Context, explicit: bool, attributes: F) -> Started
+fn start_under<A, F>(
+    meta: &'static SpanMeta,
+    parent: &Context,
+    explicit: bool,
+    attributes: F,
+) -> Started
 where
     F: FnOnce() -> A,
     A: IntoIterator<Item = KeyValue>,
 {
     let parent_span = parent.span();
     let psc = parent_span.span_context();
-    if psc.is_valid() && !psc.is_sampled() && state::respects_unsampled_parent() {
+    let follows_parent = psc.is_valid() && state::respects_unsampled_parent();
+    if follows_parent && !psc.is_sampled() {
         return if explicit {
             Started::Adopted(parent.clone())
         } else {
             Started::Skipped
         };
     }
-    start_recorded(meta, parent, attributes)
+    start_recorded(meta, parent, follows_parent, attributes)
 }
 
-fn start_recorded<A, F>(meta: &'static SpanMeta, parent: &Context, attributes: F) -> Started
+/// Starts a span on the SDK. When the sampler follows a sampled parent the
+/// span will be recorded, so the attributes go in the builder (the SDK's
+/// cheapest path); otherwise they are evaluated only once the sampler has
+/// decided to record.
+fn start_recorded<A, F>(
+    meta: &'static SpanMeta,
+    parent: &Context,
+    follows_sampled_parent: bool,
+    attributes: F,
+) -> Started
 where
     F: FnOnce() -> A,
     A: IntoIterator<Item = KeyValue>,
 {
-    let Some(installed) = state::installed() else {
+    let installed = state::installed();
+    let Some(installed) = installed.as_ref() else {
         return Started::Skipped;
     };
     let builder = SpanBuilder::from_name(meta.name).with_kind(meta.kind.clone());
+    if follows_sampled_parent {
+        let span = installed
+            .tracer
+            .build_with_context(builder.with_attributes(attributes()), parent);
+        return Started::Owned(parent.with_span(span));
+    }
     let mut span = installed.tracer.build_with_context(builder, parent);
     if opentelemetry::trace::Span::is_recording(&span) {
         opentelemetry::trace::Span::set_attributes(&mut span, attributes());
@@ -127,11 +149,21 @@ impl Started {
 
     /// Makes the span current on this thread until the returned guard drops,
     /// which also ends the span. For synchronous code only.
+    #[inline]
     pub fn enter(self) -> Entered {
-        let guard = self.context().map(|cx| cx.clone().attach());
-        Entered {
-            started: self,
-            _guard: guard,
+        match self {
+            Started::Skipped => Entered {
+                owned: None,
+                _guard: None,
+            },
+            Started::Adopted(cx) => Entered {
+                owned: None,
+                _guard: Some(cx.attach()),
+            },
+            Started::Owned(cx) => Entered {
+                owned: Some(cx.span().span_context().span_id()),
+                _guard: Some(cx.attach()),
+            },
         }
     }
 
@@ -168,10 +200,10 @@ impl Started {
         F: FnOnce() -> A,
         A: IntoIterator<Item = KeyValue>,
     {
-        if self.is_recording() {
-            if let Started::Owned(cx) = self {
-                cx.span().set_attributes(attributes());
-            }
+        if let Started::Owned(cx) = self
+            && self.is_recording()
+        {
+            cx.span().set_attributes(attributes());
         }
     }
 
@@ -189,16 +221,22 @@ impl Started {
         self.finish();
     }
 
+    #[inline]
     fn finish(&mut self) {
         if let Started::Owned(cx) = self {
-            let span = cx.span();
-            if std::thread::panicking() {
-                mark_error(&span, "panic");
-            }
-            span.end();
+            end(&cx.span());
+            *self = Started::Skipped;
         }
-        *self = Started::Skipped;
     }
+}
+
+/// Ends `span`, marking it failed with `error.type = "panic"` when the
+/// thread is unwinding.
+fn end(span: &SpanRef<'_>) {
+    if std::thread::panicking() {
+        mark_error(span, "panic");
+    }
+    span.end();
 }
 
 /// Marks `span` as failed: status Error and `error.type`, both the static
@@ -209,23 +247,55 @@ pub fn mark_error(span: &SpanRef<'_>, error_type: &'static str) {
 }
 
 /// A span made current on this thread by [`Started::enter`].
+///
+/// The context is attached as is (not cloned); the span is reached through
+/// the current context, and only if it is still the one this guard entered.
 #[derive(Debug)]
 pub struct Entered {
-    started: Started,
+    owned: Option<SpanId>,
     _guard: Option<ContextGuard>,
 }
 
 impl Entered {
     /// Records `output` with `R` on the span.
+    #[inline]
     pub fn record_output<R: RecordOutput<O>, O>(&self, output: &O) {
-        self.started.record_output::<R, O>(output);
+        self.with_span(|span| R::record(output, span));
+    }
+
+    /// Runs `body` in the span, records its output with `R` (for example
+    /// [`RecordErr`]) and ends the span. What a sync `#[traced_span(err)]`
+    /// function expands to: `?` and `return` in the body end up in the
+    /// recorded output.
+    #[inline]
+    pub fn run<R, O, F>(self, body: F) -> O
+    where
+        F: FnOnce() -> O,
+        R: RecordOutput<O>,
+    {
+        let output = body();
+        self.record_output::<R, O>(&output);
+        output
+    }
+
+    #[inline]
+    fn with_span(&self, f: impl FnOnce(&SpanRef<'_>)) {
+        if let Some(id) = self.owned {
+            Context::map_current(|cx| {
+                let span = cx.span();
+                if span.span_context().span_id() == id {
+                    f(&span);
+                }
+            });
+        }
     }
 }
 
 impl Drop for Entered {
+    #[inline]
     fn drop(&mut self) {
         // End the span before the guard restores the caller's context.
-        self.started.finish();
+        self.with_span(end);
     }
 }
 
@@ -351,6 +421,44 @@ where
             span.add_event(name, attributes().into_iter().collect());
         }
     });
+}
+
+/// An explicit parent for [`start`]: a [`Context`], a reference to one, or
+/// an `Option` of either (`None` means the current context).
+#[diagnostic::on_unimplemented(
+    message = "`parent = ..` needs a `Context`, a `&Context` or an `Option` of either, not `{Self}`",
+    label = "not a parent context"
+)]
+pub trait ParentContext {
+    /// The parent, if one is given.
+    fn as_parent(&self) -> Option<&Context>;
+}
+
+impl ParentContext for Context {
+    #[inline]
+    fn as_parent(&self) -> Option<&Context> {
+        Some(self)
+    }
+}
+
+impl<T: ParentContext + ?Sized> ParentContext for &T {
+    #[inline]
+    fn as_parent(&self) -> Option<&Context> {
+        (**self).as_parent()
+    }
+}
+
+impl<T: ParentContext> ParentContext for Option<T> {
+    #[inline]
+    fn as_parent(&self) -> Option<&Context> {
+        self.as_ref().and_then(ParentContext::as_parent)
+    }
+}
+
+/// The attributes of a span declared without any.
+#[inline(always)]
+pub fn no_attributes() -> [KeyValue; 0] {
+    []
 }
 
 /// Forces the output type of an async block, so that `?` in an

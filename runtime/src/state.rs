@@ -53,8 +53,10 @@ pub(crate) fn respects_unsampled_parent() -> bool {
     RESPECTS_UNSAMPLED_PARENT.load(Ordering::Relaxed)
 }
 
-pub(crate) fn installed() -> Option<Arc<Installed>> {
-    INSTALLED.load_full()
+/// The installed tracer, borrowed without touching its reference count.
+#[inline]
+pub(crate) fn installed() -> arc_swap::Guard<Option<Arc<Installed>>> {
+    INSTALLED.load()
 }
 
 impl UnsampledParent {

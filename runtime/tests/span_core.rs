@@ -141,5 +141,8 @@ fn ratio_sampler_that_ignores_parents_is_asked_for_unsampled_children() {
     let s = span::start(&OUTER, Some(&parent), no_attributes);
     assert!(s.is_recording());
     s.end();
-    assert_eq!(cap.one("llm_d.test.outer").parent_span_id, opentelemetry::trace::SpanId::from(9u64));
+    assert_eq!(
+        cap.one("llm_d.test.outer").parent_span_id,
+        opentelemetry::trace::SpanId::from(9u64)
+    );
 }

@@ -118,7 +118,12 @@ mod tests {
 
     #[test]
     fn keeps_ids_and_names() {
-        for ok in ["meta-llama/Llama-3.1-8B", "10.0.0.7:8000", "req-0f3a", "/v1/chat/completions"] {
+        for ok in [
+            "meta-llama/Llama-3.1-8B",
+            "10.0.0.7:8000",
+            "req-0f3a",
+            "/v1/chat/completions",
+        ] {
             let id = Identifier::new(ok);
             assert!(id.is_valid(), "{ok}");
             assert_eq!(id.as_str(), ok);
@@ -128,7 +133,14 @@ mod tests {
     #[test]
     fn replaces_and_counts_text_that_is_not_an_id() {
         let long = "x".repeat(MAX_IDENTIFIER_LEN + 1);
-        for bad in ["", "tell me a secret", "a\tb", "line\nbreak", "nul\0", long.as_str()] {
+        for bad in [
+            "",
+            "tell me a secret",
+            "a\tb",
+            "line\nbreak",
+            "nul\0",
+            long.as_str(),
+        ] {
             let before = Identifier::rejections();
             let id = Identifier::new(bad);
             assert!(!id.is_valid());

@@ -2,9 +2,9 @@
 //! metadata by construction.
 
 mod identifier;
-mod sensitive;
 #[path = "table.rs"]
 pub mod registry;
+mod sensitive;
 mod value;
 
 pub use identifier::{Identifier, MAX_IDENTIFIER_LEN, REJECTED_PLACEHOLDER, is_identifier};
@@ -23,7 +23,12 @@ pub fn render_markdown() -> String {
          ## Attributes\n\n| key | kind | meaning |\n|---|---|---|\n",
     );
     for k in registry::ATTRIBUTES {
-        out.push_str(&format!("| `{}` | {} | {} |\n", k.name, k.kind.name(), k.brief));
+        out.push_str(&format!(
+            "| `{}` | {} | {} |\n",
+            k.name,
+            k.kind.name(),
+            k.brief
+        ));
     }
     out.push_str("\n## Spans\n\n| name | meaning |\n|---|---|\n");
     for s in registry::SPANS {
@@ -56,7 +61,10 @@ mod tests {
             EVENTS.iter().map(|e| e.name).collect(),
             CONTENT_KEYS.to_vec(),
         ] {
-            assert!(table.windows(2).all(|w| w[0] < w[1]), "not sorted or not unique: {table:?}");
+            assert!(
+                table.windows(2).all(|w| w[0] < w[1]),
+                "not sorted or not unique: {table:?}"
+            );
             assert!(table.iter().all(|n| is_well_formed(n)), "{table:?}");
         }
     }

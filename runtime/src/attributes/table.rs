@@ -78,6 +78,7 @@ const fn named(name: &'static str, brief: &'static str) -> NameDef {
 use ValueKind::{Bool, Float, Int, Str, StrArray};
 
 /// Every attribute key the project records, sorted by name.
+#[rustfmt::skip]
 pub const ATTRIBUTES: &[KeyDef] = &[
     key("error.type", Str, "Low-cardinality class of the error that ended the operation; never the error's message"),
     key("gen_ai.latency.e2e", Float, "vLLM: seconds from arrival to the last token"),
@@ -164,6 +165,7 @@ pub const ATTRIBUTES: &[KeyDef] = &[
 
 /// Every span name the project emits that lies outside the `llm_d.*` and
 /// `gen_ai.*` namespaces, or is part of the documented trace.
+#[rustfmt::skip]
 pub const SPANS: &[NameDef] = &[
     named("gateway.request", "Top-level SERVER span of the scheduler gateway"),
     named("llm_d.epp.prerequest.pd_disaggregation", "Sets x-prefiller-host-port for the P/D proxy"),
@@ -182,6 +184,7 @@ pub const SPANS: &[NameDef] = &[
 ];
 
 /// Every span event name the project emits.
+#[rustfmt::skip]
 pub const EVENTS: &[NameDef] = &[
     named("llm_d.pd_proxy.first_token", "The first generated token reached the proxy"),
     named("llm_d.pd_proxy.prefill.retry", "A failed prefill attempt is being retried"),
@@ -214,9 +217,9 @@ pub fn find_key(name: &str) -> Option<&'static KeyDef> {
 
 /// Whether `name` is a denylisted content key, or lies under one.
 pub fn is_content_key(name: &str) -> bool {
-    CONTENT_KEYS.iter().any(|c| {
-        name == *c || (name.starts_with(c) && name.as_bytes().get(c.len()) == Some(&b'.'))
-    })
+    CONTENT_KEYS
+        .iter()
+        .any(|c| name == *c || (name.starts_with(c) && name.as_bytes().get(c.len()) == Some(&b'.')))
 }
 
 /// Whether `name` lies in a namespace reserved to this registry.

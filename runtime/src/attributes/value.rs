@@ -234,6 +234,9 @@ impl<T: MetadataStr, const N: usize> MetadataValue<kind::StrArray> for [T; N] {
 /// metadata of kind `K`. This is what `#[traced_span]`, `record!` and
 /// `event!` expand to.
 #[inline]
-pub fn key_value<K: Kind, V: MetadataValue<K>>(key: &'static str, value: V) -> opentelemetry::KeyValue {
+pub fn key_value<K: Kind, V: MetadataValue<K>>(
+    key: &'static str,
+    value: V,
+) -> opentelemetry::KeyValue {
     opentelemetry::KeyValue::new(key, value.into_value())
 }

@@ -1,7 +1,10 @@
 //! Test support: capture the spans a test produces, in memory.
 //!
 //! Enabled with the `testing` feature; other crates use it from their
-//! `[dev-dependencies]`.
+//! `[dev-dependencies]`. [`otlp_receiver`] is a real OTLP collector
+//! (gRPC and HTTP) for tests of the exported spans.
+
+pub mod otlp_receiver;
 
 use crate::state::{self, UnsampledParent};
 use opentelemetry::trace::TracerProvider as _;
@@ -87,7 +90,10 @@ impl SpanCapture {
             found.len(),
             1,
             "expected one span named {name}, got {:?}",
-            self.spans().iter().map(|s| s.name.as_ref().to_owned()).collect::<Vec<_>>()
+            self.spans()
+                .iter()
+                .map(|s| s.name.as_ref().to_owned())
+                .collect::<Vec<_>>()
         );
         found.remove(0)
     }

@@ -1,0 +1,375 @@
+//! Decode-only pass-through cost of the proxy, against a fast local backend.
+//!
+//! Scenarios (each `PD_BENCH_SECONDS`, default 3, after a 1 s warm-up):
+//! - 64 keep-alive connections sending small non-streaming requests:
+//!   directly to the backend, through the proxy binary (a child process,
+//!   like nginx) with tracing off, through
+//!   nginx when `nginx` is installed (`pd-proxy/benches/install-nginx.sh`),
+//!   and through the proxy with tracing on at 100 % sampling (spans
+//!   recorded and dropped; then exported over OTLP/gRPC to a receiver in
+//!   this process);
+//! - one connection, streaming (SSE) requests: time to the first body byte,
+//!   directly and through the proxy.
+//!
+//! Run: `cargo bench -p llmd-pd-proxy --bench passthrough`.
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use llmd_runtime::testing::otlp_receiver::OtlpReceiver;
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+
+const CONNECTIONS: usize = 64;
+const REQUEST_BODY: &str = r#"{"model":"m","prompt":"hello","max_tokens":4}"#;
+const RESPONSE_BODY: &str = r#"{"id":"c","choices":[{"text":"hi","finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":1}}"#;
+const SSE_BODY: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
+
+fn main() {
+    let seconds: u64 = std::env::var("PD_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run(Duration::from_secs(seconds)));
+}
+
+async fn run(duration: Duration) {
+    let backend = start_backend().await;
+    println!(
+        "{CONNECTIONS} connections, {} s per scenario, small non-streaming responses",
+        duration.as_secs()
+    );
+    let direct = load("direct backend", backend, duration).await;
+    let untraced = ProxyProcess::start(backend, &[("OTEL_SDK_DISABLED", "true".to_owned())]);
+    let plain = load("proxy, tracing off", untraced.address, duration).await;
+    report_overhead(&direct, &plain);
+
+    let nginx = Nginx::start(backend);
+    if let Some(nginx) = &nginx {
+        let through_nginx = load("nginx proxy_pass", nginx.address, duration).await;
+        report_overhead(&direct, &through_nginx);
+        println!(
+            "  proxy vs nginx: p50 {:+.1} us, throughput {:.1} %",
+            plain.p50_us - through_nginx.p50_us,
+            100.0 * plain.rps / through_nginx.rps
+        );
+    } else {
+        println!("nginx not installed (pd-proxy/benches/install-nginx.sh): skipped");
+    }
+
+    let sampled = ("OTEL_TRACES_SAMPLER", "always_on".to_owned());
+    let recording = ProxyProcess::start(
+        backend,
+        &[sampled.clone(), ("OTEL_TRACES_EXPORTER", "none".to_owned())],
+    );
+    let recorded = load("proxy, tracing, no export", recording.address, duration).await;
+    report_tracing(&plain, &recorded);
+    drop(recording);
+    let receiver = OtlpReceiver::start().expect("otlp receiver");
+    let exporting = ProxyProcess::start(
+        backend,
+        &[
+            sampled,
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint()),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
+        ],
+    );
+    let exported = load("proxy, tracing, OTLP", exporting.address, duration).await;
+    report_tracing(&plain, &exported);
+    drop(exporting);
+    println!("  spans received: {}", receiver.spans().len());
+    drop(receiver);
+
+    println!("1 connection, streaming responses: time to first byte");
+    let direct_ttfb = ttfb("direct backend", backend, duration).await;
+    let proxy_ttfb = ttfb("proxy", untraced.address, duration).await;
+    println!(
+        "  added time to first byte: p50 {:+.1} us",
+        proxy_ttfb - direct_ttfb
+    );
+    drop(nginx);
+}
+
+fn report_tracing(off: &Outcome, on: &Outcome) {
+    println!(
+        "  tracing on vs off: throughput {:+.1} %, p50 {:+.1} us",
+        100.0 * (on.rps / off.rps - 1.0),
+        on.p50_us - off.p50_us
+    );
+}
+
+/// The real `llmd-pd-proxy` binary in front of the backend, in its own
+/// process (as nginx is), with telemetry set by `env`.
+struct ProxyProcess {
+    address: SocketAddr,
+    child: Child,
+}
+
+impl ProxyProcess {
+    fn start(backend: SocketAddr, env: &[(&str, String)]) -> ProxyProcess {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_llmd-pd-proxy"));
+        command
+            .args([
+                "--port=0",
+                "--secure-proxy=false",
+                "--bind-address=127.0.0.1",
+            ])
+            .args([
+                "--decoder-host=127.0.0.1",
+                &format!("--vllm-port={}", backend.port()),
+            ])
+            .env_remove("OTEL_SDK_DISABLED")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped());
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("proxy binary starts");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("address line");
+        let address = line
+            .trim()
+            .rsplit(' ')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .expect("listening address");
+        ProxyProcess { address, child }
+    }
+}
+
+impl Drop for ProxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1 backend: small JSON, or SSE when the path says so.
+async fn start_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = service_fn(|request: Request<Incoming>| async move {
+                    let streaming = request.uri().path() == "/v1/chat/completions";
+                    let _ = request.into_body().collect().await;
+                    let (content_type, body) = if streaming {
+                        ("text/event-stream", SSE_BODY)
+                    } else {
+                        ("application/json", RESPONSE_BODY)
+                    };
+                    Ok::<_, Infallible>(
+                        Response::builder()
+                            .status(StatusCode::OK)
+                            .header("content-type", content_type)
+                            .body(Full::new(Bytes::from_static(body.as_bytes())))
+                            .expect("response"),
+                    )
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    address
+}
+
+struct Outcome {
+    rps: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// `CONNECTIONS` keep-alive connections posting small requests to `/v1/completions`.
+async fn load(name: &str, target: SocketAddr, duration: Duration) -> Outcome {
+    let stop = Arc::new(AtomicBool::new(false));
+    let measuring = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let stop = stop.clone();
+        let measuring = measuring.clone();
+        workers.push(tokio::spawn(async move {
+            let mut sender = connect(target).await;
+            let mut latencies = Vec::with_capacity(100_000);
+            while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
+                let request = Request::post("/v1/completions")
+                    .header("host", "bench")
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(REQUEST_BODY.as_bytes())))
+                    .expect("request");
+                sender.ready().await.expect("connection ready");
+                let response = sender.send_request(request).await.expect("response");
+                assert_eq!(response.status(), 200);
+                response.into_body().collect().await.expect("body");
+                if measuring.load(Ordering::Relaxed) {
+                    latencies.push(started.elapsed().as_micros() as u32);
+                }
+            }
+            latencies
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    measuring.store(true, Ordering::Relaxed);
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    measuring.store(false, Ordering::Relaxed);
+    let elapsed = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.expect("worker"));
+    }
+    all.sort_unstable();
+    let outcome = Outcome {
+        rps: all.len() as f64 / elapsed.as_secs_f64(),
+        p50_us: percentile(&all, 0.50),
+        p99_us: percentile(&all, 0.99),
+    };
+    println!(
+        "{name:>22}: {:>8.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us",
+        outcome.rps, outcome.p50_us, outcome.p99_us
+    );
+    outcome
+}
+
+fn report_overhead(direct: &Outcome, other: &Outcome) {
+    println!(
+        "  added p50 {:+.1} us, throughput {:.1} % of direct",
+        other.p50_us - direct.p50_us,
+        100.0 * other.rps / direct.rps
+    );
+}
+
+/// Median time to the first body byte of a streaming response, one connection.
+async fn ttfb(name: &str, target: SocketAddr, duration: Duration) -> f64 {
+    let mut sender = connect(target).await;
+    let mut samples = Vec::new();
+    let deadline = Instant::now() + duration;
+    while Instant::now() < deadline {
+        let started = Instant::now();
+        let request = Request::post("/v1/chat/completions")
+            .header("host", "bench")
+            .body(Full::new(Bytes::from_static(b"{\"stream\":true}")))
+            .expect("request");
+        sender.ready().await.expect("connection ready");
+        let response = sender.send_request(request).await.expect("response");
+        let mut body = response.into_body();
+        let first = body.frame().await;
+        samples.push(started.elapsed().as_micros() as u32);
+        assert!(first.is_some());
+        while body.frame().await.is_some() {}
+    }
+    samples.sort_unstable();
+    let p50 = percentile(&samples, 0.50);
+    println!(
+        "{name:>22}: TTFB p50 {p50:>7.1} us  p99 {:>7.1} us",
+        percentile(&samples, 0.99)
+    );
+    p50
+}
+
+async fn connect(target: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(target).await.expect("connect");
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+fn percentile(sorted: &[u32], q: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() - 1) as f64 * q).round() as usize;
+    f64::from(sorted[index])
+}
+
+/// nginx reverse-proxying to the backend, started with a generated config.
+struct Nginx {
+    address: SocketAddr,
+    child: Child,
+    dir: std::path::PathBuf,
+}
+
+impl Nginx {
+    fn start(backend: SocketAddr) -> Option<Nginx> {
+        let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .ok()?
+            .local_addr()
+            .ok()?
+            .port();
+        let dir = std::env::temp_dir().join(format!("pd-proxy-bench-nginx-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let config = format!(
+            "worker_processes 2;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {dir};\n  proxy_temp_path {dir};\n\
+               upstream backend {{ server {backend}; keepalive 128; keepalive_requests 100000000; }}\n\
+               server {{\n    listen 127.0.0.1:{port};\n    keepalive_requests 100000000;\n    location / {{\n\
+                 proxy_pass http://backend;\n      proxy_http_version 1.1;\n\
+                 proxy_set_header Connection \"\";\n      proxy_buffering off;\n    }}\n  }}\n}}\n",
+            dir = dir.display()
+        );
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, config).ok()?;
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&path)
+            .arg("-p")
+            .arg(&dir)
+            .spawn()
+            .ok()?;
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(address).is_ok() {
+                return Some(Nginx {
+                    address,
+                    child,
+                    dir,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        // SIGTERM lets the master stop its workers; SIGKILL would orphan them.
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,115 @@
+//! The request handlers: the P/D handler of the OpenAI inference routes,
+//! the pass-through of everything else, and the health check.
+
+use crate::connectors::{self, PdRequest};
+use crate::errors::ProxyError;
+use crate::passthrough;
+use crate::request::{self, Api};
+use crate::state::Listener;
+use crate::target;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use llmd_runtime::{Context, ErrorType, record};
+use opentelemetry::trace::TraceContextExt;
+use std::time::Instant;
+
+/// `GET /health`: 200 while the proxy runs.
+pub async fn health() -> http::StatusCode {
+    http::StatusCode::OK
+}
+
+/// Everything that is not a P/D route: to the decoder, unchanged.
+pub async fn forward(State(listener): State<Listener>, request: Request) -> Response {
+    let (decoder, _) = match listener.decoder_for(request.headers()) {
+        Ok(found) => found,
+        Err(error) => return error.into_response(),
+    };
+    passthrough::forward(&listener.shared.upstreams, decoder, request).await
+}
+
+/// `POST /v1/chat/completions`, `/v1/completions` and `/v1/responses`:
+/// decode only without a prefill target, else the connector's P/D flow.
+pub async fn pd(State(listener): State<Listener>, request: Request) -> Response {
+    let start = Instant::now();
+    let Some(api) = Api::of_path(request.uri().path()) else {
+        return forward(State(listener), request).await;
+    };
+    let connector = listener.shared.connector();
+    record!(
+        llm_d.pd_proxy.connector = connector,
+        llm_d.pd_proxy.request_path = api
+    );
+    let (decoder, data_parallel) = match listener.decoder_for(request.headers()) {
+        Ok((decoder, data_parallel)) => (decoder.clone(), data_parallel),
+        Err(error) => return error.into_response(),
+    };
+    let target = match target::prefill_target(request.headers()) {
+        Ok(Some(target)) => target,
+        Ok(None) => {
+            record!(
+                llm_d.pd_proxy.disaggregation_used = false,
+                llm_d.pd_proxy.reason = "no_prefill_header",
+            );
+            return passthrough::forward(&listener.shared.upstreams, &decoder, request).await;
+        }
+        Err(error) => return error.into_response(),
+    };
+    record!(
+        llm_d.pd_proxy.disaggregation_used = true,
+        llm_d.pd_proxy.prefill_target = target.identifier(),
+        llm_d.pd_proxy.prefill_candidates = target.candidates,
+    );
+    if !listener.shared.allowlist.allows(&target) {
+        let error = ProxyError::SsrfDenied;
+        record!(
+            llm_d.pd_proxy.error = error.error_type(),
+            llm_d.pd_proxy.denied_target = target.identifier(),
+        );
+        mark_current_error(error.error_type());
+        tracing::warn!(
+            target = target.host_port(),
+            "SSRF protection: prefill target not in allowlist"
+        );
+        return error.into_response();
+    }
+
+    let (parts, body) = request.into_parts();
+    let body = match request::read_json(body, listener.shared.config.max_body_bytes).await {
+        Ok(body) => body,
+        Err(error) => return error.into_response(),
+    };
+    let mut headers = parts.headers;
+    // Both legs' answers are read (kv_transfer_params, usage): ask for them
+    // uncompressed.
+    headers.remove(http::header::ACCEPT_ENCODING);
+    let request_id = request::ensure_request_id(&mut headers);
+    record!(
+        gen_ai.operation.name = api.operation(),
+        gen_ai.request.id = request_id.clone(),
+    );
+    if let Some(model) = request::model(&body) {
+        record!(gen_ai.request.model = model);
+    }
+    let path_and_query = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| api.path().to_owned(), |p| p.as_str().to_owned());
+    connectors::run(PdRequest {
+        listener,
+        decoder,
+        data_parallel,
+        api,
+        path_and_query,
+        headers,
+        body,
+        target,
+        request_id,
+        start,
+    })
+    .await
+}
+
+/// Marks the current span (the request's) as failed.
+fn mark_current_error(error_type: &'static str) {
+    Context::map_current(|cx| llmd_runtime::span::mark_error(&cx.span(), error_type));
+}

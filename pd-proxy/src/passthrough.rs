@@ -1,0 +1,81 @@
+//! Forwarding a request to the decoder unchanged, streaming both ways.
+
+use crate::errors::ProxyError;
+use crate::state::Decoder;
+use crate::upstream::{self, Failure, PlainClient, Upstreams};
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+
+/// Request bodies of at most this many bytes, with a known length, are
+/// read before sending (they are in the first packets anyway); longer or
+/// chunked ones are streamed.
+const SMALL_BODY: u64 = 256 * 1024;
+
+/// Sends `request` to `decoder` and streams the answer back.
+pub async fn forward(upstreams: &Upstreams, decoder: &Decoder, request: Request) -> Response {
+    match &upstreams.decoder_plain {
+        Some(plain) => forward_plain(plain, decoder, request).await,
+        None => forward_tls(&upstreams.decoder, decoder, request).await,
+    }
+}
+
+/// The plain-HTTP path: the body streams both ways with its length kept.
+async fn forward_plain(client: &PlainClient, decoder: &Decoder, request: Request) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let Ok(uri) = http::Uri::try_from(format!("{}{}", decoder.base_url, path)) else {
+        return ProxyError::DecoderFailed.into_response();
+    };
+    let mut outbound = http::Request::new(body);
+    *outbound.method_mut() = parts.method;
+    *outbound.uri_mut() = uri;
+    let content_length = parts.headers.remove(http::header::CONTENT_LENGTH);
+    *outbound.headers_mut() = upstream::outbound_headers(&parts.headers);
+    if let Some(length) = content_length {
+        outbound
+            .headers_mut()
+            .insert(http::header::CONTENT_LENGTH, length);
+    }
+    match client.request(outbound).await {
+        Ok(mut response) => {
+            upstream::strip_response_headers(response.headers_mut());
+            response.map(Body::new)
+        }
+        Err(error) => match upstream::classify_plain(&error) {
+            Failure::Refused => ProxyError::DecoderUnavailable.into_response(),
+            _ => ProxyError::DecoderFailed.into_response(),
+        },
+    }
+}
+
+/// The TLS path, through reqwest.
+async fn forward_tls(client: &reqwest::Client, decoder: &Decoder, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let url = format!("{}{}", decoder.base_url, path);
+    let builder = client
+        .request(parts.method, url)
+        .headers(upstream::outbound_headers(&parts.headers));
+    let builder = match body.size_hint().exact() {
+        Some(0) => builder,
+        Some(len) if len <= SMALL_BODY => match body.collect().await {
+            Ok(collected) => builder.body(collected.to_bytes()),
+            Err(_) => return ProxyError::BodyRead.into_response(),
+        },
+        _ => builder.body(reqwest::Body::wrap_stream(body.into_data_stream())),
+    };
+    match builder.send().await {
+        Ok(response) => {
+            let mut response: http::Response<reqwest::Body> = response.into();
+            upstream::strip_response_headers(response.headers_mut());
+            response.map(Body::new)
+        }
+        Err(error) => match upstream::classify(&error) {
+            Failure::Refused => ProxyError::DecoderUnavailable.into_response(),
+            _ => ProxyError::DecoderFailed.into_response(),
+        },
+    }
+}

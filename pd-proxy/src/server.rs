@@ -1,0 +1,204 @@
+//! The listeners: one per data-parallel rank, plain HTTP or TLS, HTTP/1.1
+//! and HTTP/2, every request traced by the `llm_d.pd_proxy.request` span.
+
+use crate::config::{Config, ListenerTls};
+use crate::handler;
+use crate::state::{Listener, Shared};
+use crate::tls::{self, TlsError};
+use axum::Router;
+use axum::routing::{get, post};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use llmd_runtime::http::ServerTraceLayer;
+use llmd_runtime::span::{SpanKind, SpanMeta};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// The SERVER span of every proxied request.
+pub static REQUEST_SPAN: SpanMeta = SpanMeta::new("llm_d.pd_proxy.request", SpanKind::Server);
+
+/// Longest a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    /// A listener could not bind.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The listener's certificate is unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The upstream client could not be built.
+    #[error("cannot build the upstream client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// A running proxy. Dropping it stops accepting connections.
+#[derive(Debug)]
+pub struct Proxy {
+    addresses: Vec<SocketAddr>,
+    stop: watch::Sender<bool>,
+    accept_loops: Vec<JoinHandle<()>>,
+}
+
+impl Proxy {
+    /// Binds the listeners of `config` and starts serving.
+    pub async fn start(config: Config) -> Result<Proxy, StartError> {
+        config.validate()?;
+        let tls_config = tls::server_config(&config.listener_tls)?;
+        let secure = config.listener_tls != ListenerTls::Off;
+        let shared = Arc::new(Shared::new(config)?);
+        let (stop, stopped) = watch::channel(false);
+        let mut addresses = Vec::new();
+        let mut accept_loops = Vec::new();
+        let mut base_port = shared.config.port;
+        for rank in 0..shared.config.data_parallel_size {
+            let port = if rank == 0 {
+                base_port
+            } else {
+                base_port + rank
+            };
+            let address = SocketAddr::new(shared.config.bind_address, port);
+            let tcp = TcpListener::bind(address)
+                .await
+                .map_err(|source| StartError::Bind { address, source })?;
+            let local = tcp
+                .local_addr()
+                .map_err(|source| StartError::Bind { address, source })?;
+            if rank == 0 {
+                base_port = local.port();
+            }
+            let listener = Listener {
+                shared: shared.clone(),
+                rank,
+                base_port,
+            };
+            let app = router(listener, secure, local);
+            let acceptor = tls_config.clone().map(TlsAcceptor::from);
+            accept_loops.push(tokio::spawn(accept_loop(
+                tcp,
+                app,
+                acceptor,
+                stopped.clone(),
+            )));
+            addresses.push(local);
+        }
+        Ok(Proxy {
+            addresses,
+            stop,
+            accept_loops,
+        })
+    }
+
+    /// The address of rank 0's listener.
+    pub fn address(&self) -> SocketAddr {
+        self.addresses[0]
+    }
+
+    /// The addresses of all listeners, rank 0 first.
+    pub fn addresses(&self) -> &[SocketAddr] {
+        &self.addresses
+    }
+
+    /// Stops accepting connections and waits for the accept loops to end.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for accept_loop in self.accept_loops.drain(..) {
+            let _ = accept_loop.await;
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+/// The routes of one listener. `/health` is not traced.
+fn router(listener: Listener, secure: bool, local: SocketAddr) -> Router {
+    let mut trace = ServerTraceLayer::new(&REQUEST_SPAN).local_addr(local);
+    if secure {
+        trace = trace.tls();
+    }
+    let pd = post(handler::pd).fallback(handler::forward);
+    Router::new()
+        .route("/v1/chat/completions", pd.clone())
+        .route("/v1/completions", pd.clone())
+        .route("/v1/responses", pd)
+        .fallback(handler::forward)
+        .layer(trace)
+        .route("/health", get(handler::health))
+        .with_state(listener)
+}
+
+async fn accept_loop(
+    tcp: TcpListener,
+    app: Router,
+    tls: Option<TlsAcceptor>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            accepted = tcp.accept() => accepted,
+            _ = stopped.changed() => return,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        tokio::spawn(serve_connection(stream, app.clone(), tls.clone()));
+    }
+}
+
+async fn serve_connection(stream: TcpStream, app: Router, tls: Option<TlsAcceptor>) {
+    let _ = stream.set_nodelay(true);
+    let service = TowerToHyperService::new(app);
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let served = match tls {
+        None => {
+            builder
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .await
+        }
+        Some(acceptor) => {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => {
+                    builder
+                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                        .await
+                }
+                Ok(Err(error)) => {
+                    tracing::debug!(%error, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!("TLS handshake timed out");
+                    return;
+                }
+            }
+        }
+    };
+    if let Err(error) = served {
+        tracing::debug!(%error, "connection ended with an error");
+    }
+}

@@ -1,0 +1,179 @@
+//! The real `llmd-pd-proxy` binary as a child process: its command line,
+//! and the spans it exports over OTLP to a real receiver.
+
+mod common;
+
+use common::*;
+use llmd_runtime::testing::otlp_receiver::{OtlpReceiver, ReceivedSpan};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_llmd-pd-proxy");
+const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
+const CALLER_SPAN: &str = "b7ad6b7169203331";
+
+/// The child, killed if the test fails before it exits.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn help_documents_the_llm_d_flags() {
+    let output = Command::new(BINARY).arg("--help").output().unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for flag in [
+        "--port",
+        "--vllm-port",
+        "--kv-connector",
+        "--connector",
+        "--enable-ssrf-protection",
+        "--allowed-prefill-hosts",
+        "--secure-proxy",
+        "--cert-path",
+        "--enable-tls",
+        "--tls-insecure-skip-verify",
+        "--data-parallel-size",
+        "--configuration",
+        "--configuration-file",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
+
+#[test]
+fn unknown_configuration_keys_stop_the_start() {
+    let output = Command::new(BINARY)
+        .args(["--configuration", "port: 1\nprefill-retries: 3\n"])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stderr.contains("prefill-retries"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn child_process_exports_the_p_d_trace_over_otlp() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let prefill = Fake::start(prefiller()).await;
+    let decoder = Fake::start(decoder()).await;
+    let config_file =
+        std::env::temp_dir().join(format!("pd-proxy-binary-{}.yaml", std::process::id()));
+    std::fs::write(
+        &config_file,
+        format!(
+            "kv-connector: nixlv2\nsecure-proxy: false\nbind-address: 127.0.0.1\ndecoder-host: 127.0.0.1\nvllm-port: {}\nprefill-max-retries: 1\n",
+            decoder.address.port()
+        ),
+    )
+    .unwrap();
+    let mut child = Running(
+        Command::new(BINARY)
+            .args(["--port=0", "--configuration-file"])
+            .arg(&config_file)
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.grpc_endpoint())
+            .env("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")
+            .env("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+            .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+            .env_remove("OTEL_SERVICE_NAME")
+            .env_remove("OTEL_SDK_DISABLED")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line
+    })
+    .await
+    .unwrap();
+    let address = line.trim().rsplit(' ').next().unwrap().to_owned();
+    assert!(line.contains("listening on 127.0.0.1:"), "{line}");
+
+    let response = client()
+        .post(format!("http://{address}/v1/chat/completions"))
+        .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN}-01"))
+        .header("x-prefiller-host-port", prefill.host_port())
+        .body(chat_body(true).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let events = sse_events(&response.text().await.unwrap());
+    assert_eq!(
+        events[3]["usage"]["prompt_tokens_details"]["cached_tokens"],
+        48
+    );
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
+
+    let spans = tokio::task::spawn_blocking(move || {
+        receiver.wait_for_spans(3, Duration::from_secs(10));
+        receiver
+    })
+    .await
+    .unwrap();
+    let all = spans.spans();
+    let find = |name: &str| -> ReceivedSpan {
+        let found: Vec<_> = all.iter().filter(|s| s.name() == name).cloned().collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one {name} in {:?}",
+            all.iter().map(|s| s.name().to_owned()).collect::<Vec<_>>()
+        );
+        found.into_iter().next().unwrap()
+    };
+    let request = find("llm_d.pd_proxy.request");
+    let prefill_span = find("llm_d.pd_proxy.prefill");
+    let decode = find("llm_d.pd_proxy.decode");
+    assert_eq!(request.service_name.as_deref(), Some("llm-d-pd-proxy"));
+    assert_eq!(request.span.kind, 2, "SERVER");
+    assert_eq!(prefill_span.span.kind, 1, "INTERNAL");
+    for span in [&request, &prefill_span, &decode] {
+        assert_eq!(span.trace_id(), TRACE_ID);
+    }
+    assert_eq!(request.parent_span_id(), CALLER_SPAN);
+    assert_eq!(prefill_span.parent_span_id(), request.span_id());
+    assert_eq!(decode.parent_span_id(), request.span_id());
+    assert_eq!(
+        prefill.seen()[0].traceparent(),
+        Some((TRACE_ID.into(), prefill_span.span_id()))
+    );
+    assert_eq!(
+        decoder.seen()[0].traceparent(),
+        Some((TRACE_ID.into(), decode.span_id()))
+    );
+    assert_eq!(
+        request.string_attribute("llm_d.pd_proxy.connector"),
+        Some("nixlv2")
+    );
+    assert_eq!(
+        request.string_attribute("llm_d.pd_proxy.prefill_target"),
+        Some(prefill.host_port().as_str())
+    );
+    assert!(request.attribute("llm_d.pd_proxy.true_ttft_ms").is_some());
+    assert!(decode.attribute("gen_ai.usage.output_tokens").is_some());
+    assert!(
+        !spans.raw_bytes_contain(SECRET_PROMPT.as_bytes()),
+        "no prompt byte left the process"
+    );
+    assert!(!spans.raw_bytes_contain(b"zebra-quokka"));
+}

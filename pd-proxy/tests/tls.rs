@@ -1,0 +1,147 @@
+//! TLS on the listener (self-signed or from --cert-path) and towards the
+//! prefiller and the decoder.
+
+mod common;
+
+use common::*;
+use llmd_pd_proxy::config::{ListenerTls, UpstreamTls};
+use serde_json::Value;
+
+fn tls_client(trusted_pem: Option<&str>) -> reqwest::Client {
+    llmd_pd_proxy::tls::install_crypto_provider();
+    let builder = reqwest::Client::builder().no_proxy();
+    let builder = match trusted_pem {
+        Some(pem) => {
+            builder.tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()])
+        }
+        None => builder.tls_danger_accept_invalid_certs(true),
+    };
+    builder.build().unwrap()
+}
+
+#[tokio::test]
+async fn self_signed_listener_serves_https_p_d_requests() {
+    let prefill = Fake::start(prefiller()).await;
+    let decoder = Fake::start(decoder()).await;
+    let mut c = config(&decoder);
+    c.listener_tls = ListenerTls::SelfSigned;
+    let proxy = start_proxy(c).await;
+    let response = tls_client(None)
+        .post(format!(
+            "https://localhost:{}/v1/chat/completions",
+            proxy.address().port()
+        ))
+        .header("x-prefiller-host-port", prefill.host_port())
+        .body(chat_body(true).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let events = sse_events(&response.text().await.unwrap());
+    assert_eq!(
+        events[3]["usage"]["prompt_tokens_details"]["cached_tokens"],
+        48
+    );
+
+    let plain = client()
+        .get(format!("http://{}/health", proxy.address()))
+        .send()
+        .await;
+    assert!(
+        plain.map(|r| !r.status().is_success()).unwrap_or(true),
+        "plain HTTP is not served"
+    );
+}
+
+#[tokio::test]
+async fn listener_uses_the_certificate_in_cert_path() {
+    let decoder = Fake::start(decoder()).await;
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let dir = std::env::temp_dir().join(format!("pd-proxy-tls-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("tls.crt"), certified.cert.pem()).unwrap();
+    std::fs::write(dir.join("tls.key"), certified.signing_key.serialize_pem()).unwrap();
+    let mut c = config(&decoder);
+    c.listener_tls = ListenerTls::CertDir(dir);
+    let proxy = start_proxy(c).await;
+    let response = tls_client(Some(&certified.cert.pem()))
+        .get(format!(
+            "https://localhost:{}/health",
+            proxy.address().port()
+        ))
+        .send()
+        .await
+        .expect("the client trusting only the cert-path certificate connects");
+    assert_eq!(response.status(), 200);
+
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let refused = tls_client(Some(&other.cert.pem()))
+        .get(format!(
+            "https://localhost:{}/health",
+            proxy.address().port()
+        ))
+        .send()
+        .await;
+    assert!(refused.is_err(), "a different certificate is not accepted");
+}
+
+#[tokio::test]
+async fn upstreams_are_called_over_tls_when_enabled() {
+    let prefill = Fake::start_tls(prefiller()).await;
+    let decoder = Fake::start_tls(decoder()).await;
+    let insecure = UpstreamTls {
+        enabled: true,
+        insecure_skip_verify: true,
+    };
+    let mut c = config(&decoder);
+    c.prefiller_tls = insecure;
+    c.decoder_tls = insecure;
+    let proxy = start_proxy(c).await;
+    let response = post(
+        &proxy,
+        "/v1/chat/completions",
+        Some(&prefill.host_port()),
+        &chat_body(false),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let answer: Value = response.json().await.unwrap();
+    assert_eq!(
+        answer["usage"]["prompt_tokens_details"]["cached_tokens"],
+        48
+    );
+    assert_eq!(
+        decoder.seen()[0].json()["kv_transfer_params"],
+        prefiller_params()
+    );
+    let decode_only = post(&proxy, "/v1/chat/completions", None, &chat_body(true)).await;
+    assert_eq!(decode_only.status(), 200);
+    assert_eq!(sse_events(&decode_only.text().await.unwrap()).len(), 4);
+    assert_eq!(
+        decoder.seen().len(),
+        2,
+        "the pass-through also goes over TLS"
+    );
+
+    let mut c = config(&decoder);
+    c.prefiller_tls = UpstreamTls {
+        enabled: true,
+        insecure_skip_verify: false,
+    };
+    c.decoder_tls = insecure;
+    c.prefill_retry.max_retries = 0;
+    let verifying = start_proxy(c).await;
+    let response = post(
+        &verifying,
+        "/v1/chat/completions",
+        Some(&prefill.host_port()),
+        &chat_body(false),
+    )
+    .await;
+    assert_vllm_error(response, 502).await;
+    assert_eq!(
+        prefill.seen().len(),
+        1,
+        "the untrusted prefiller got no request"
+    );
+}

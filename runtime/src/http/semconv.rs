@@ -1,0 +1,172 @@
+//! Bounded values of the HTTP semantic-convention attributes: method
+//! labels, `error.type` of server errors, and the host and port a request
+//! was addressed to.
+
+use ::http::{Method, StatusCode};
+
+/// The registry keys the HTTP layers record.
+pub(crate) mod keys {
+    pub(crate) const HTTP_REQUEST_METHOD: &str = "http.request.method";
+    pub(crate) const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+    pub(crate) const HTTP_ROUTE: &str = "http.route";
+    pub(crate) const SERVER_ADDRESS: &str = "server.address";
+    pub(crate) const SERVER_PORT: &str = "server.port";
+    pub(crate) const URL_SCHEME: &str = "url.scheme";
+}
+
+/// The `http.request.method` label: the method for the well-known methods,
+/// `_OTHER` for anything else (which keeps the attribute's cardinality
+/// bounded).
+pub(crate) fn method_label(method: &Method) -> &'static str {
+    match method.as_str() {
+        "GET" => "GET",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "OPTIONS" => "OPTIONS",
+        "PATCH" => "PATCH",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
+        _ => "_OTHER",
+    }
+}
+
+const FIRST_SERVER_ERROR: u16 = 500;
+const SERVER_ERROR_COUNT: usize = 100;
+
+/// The three digits of every status code from 500 to 599, back to back.
+static SERVER_ERROR_DIGITS: [u8; 3 * SERVER_ERROR_COUNT] = server_error_digits();
+
+const fn server_error_digits() -> [u8; 3 * SERVER_ERROR_COUNT] {
+    let mut out = [0u8; 3 * SERVER_ERROR_COUNT];
+    let mut i = 0;
+    while i < SERVER_ERROR_COUNT {
+        let code = FIRST_SERVER_ERROR as usize + i;
+        out[3 * i] = b'0' + (code / 100) as u8;
+        out[3 * i + 1] = b'0' + (code / 10 % 10) as u8;
+        out[3 * i + 2] = b'0' + (code % 10) as u8;
+        i += 1;
+    }
+    out
+}
+
+/// The `error.type` of a response: its status code as text ("500", "503",
+/// ...) for a server error, `None` otherwise (a 4xx is the client's error,
+/// not the server span's).
+pub(crate) fn server_error_type(status: StatusCode) -> Option<&'static str> {
+    if !status.is_server_error() {
+        return None;
+    }
+    let start = 3 * usize::from(status.as_u16() - FIRST_SERVER_ERROR);
+    let digits: &'static [u8] = SERVER_ERROR_DIGITS.get(start..start + 3)?;
+    std::str::from_utf8(digits).ok()
+}
+
+/// Splits an authority (`host`, `host:port`, `[v6]` or `[v6]:port`) into
+/// the host, without brackets, and the port if present. `None` when it is
+/// not a plain authority.
+pub(crate) fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    let (host, port) = match authority.strip_prefix('[') {
+        Some(bracketed) => {
+            let (host, rest) = bracketed.split_once(']')?;
+            match rest {
+                "" => (host, None),
+                _ => (host, Some(rest.strip_prefix(':')?)),
+            }
+        }
+        None => match authority.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    if host.is_empty() || host.contains('@') {
+        return None;
+    }
+    let port = match port {
+        Some(digits) => Some(parse_port(digits)?),
+        None => None,
+    };
+    Some((host, port))
+}
+
+fn parse_port(digits: &str) -> Option<u16> {
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::attributes::registry::{ATTRIBUTES, ValueKind};
+
+    #[test]
+    fn recorded_keys_are_registered_with_their_kind() {
+        for (key, kind) in [
+            (keys::HTTP_REQUEST_METHOD, ValueKind::Str),
+            (keys::HTTP_RESPONSE_STATUS_CODE, ValueKind::Int),
+            (keys::HTTP_ROUTE, ValueKind::Str),
+            (keys::SERVER_ADDRESS, ValueKind::Str),
+            (keys::SERVER_PORT, ValueKind::Int),
+            (keys::URL_SCHEME, ValueKind::Str),
+        ] {
+            let registered = ATTRIBUTES.iter().find(|def| def.name == key);
+            assert_eq!(registered.map(|def| def.kind), Some(kind), "{key}");
+        }
+    }
+
+    #[test]
+    fn every_server_error_has_its_code_as_error_type() {
+        for code in 500..=599 {
+            let status = StatusCode::from_u16(code).expect("valid code");
+            assert_eq!(server_error_type(status), Some(status.as_str()));
+        }
+    }
+
+    #[test]
+    fn other_statuses_are_not_errors() {
+        for code in [200, 204, 301, 400, 404, 499, 600, 999] {
+            let status = StatusCode::from_u16(code).expect("valid code");
+            assert_eq!(server_error_type(status), None, "{code}");
+        }
+    }
+
+    #[test]
+    fn unknown_methods_collapse_to_other() {
+        assert_eq!(method_label(&Method::POST), "POST");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let custom = Method::from_bytes(b"PURGE").expect("valid method");
+        assert_eq!(method_label(&custom), "_OTHER");
+    }
+
+    #[test]
+    fn splits_authorities() {
+        assert_eq!(split_host_port("example.com"), Some(("example.com", None)));
+        assert_eq!(
+            split_host_port("10.0.0.1:8000"),
+            Some(("10.0.0.1", Some(8000)))
+        );
+        assert_eq!(split_host_port("[::1]:8080"), Some(("::1", Some(8080))));
+        assert_eq!(split_host_port("[fe80::1]"), Some(("fe80::1", None)));
+    }
+
+    #[test]
+    fn rejects_malformed_authorities() {
+        for bad in [
+            "",
+            ":80",
+            "host:",
+            "host:+80",
+            "host:65536",
+            "host:8a",
+            "a:b:c",
+            "[::1",
+            "[::1]x",
+            "user@host",
+        ] {
+            assert_eq!(split_host_port(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! `OTEL_TRACES_EXPORTER` and the `OTEL_EXPORTER_OTLP_*` settings.
+
+use super::env::{EnvReader, key_value_list};
+use std::fmt;
+use std::time::Duration;
+
+/// The OTLP export timeout when none is given.
+pub const DEFAULT_OTLP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where finished spans go, from `OTEL_TRACES_EXPORTER`.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ExporterSetting {
+    /// `otlp` (the default): to an OpenTelemetry collector.
+    Otlp(OtlpSettings),
+    /// `console`: one human-readable line per span on stderr.
+    Console,
+    /// `none`: spans are sampled and propagated but not exported.
+    None,
+}
+
+/// The OTLP transport and encoding, from `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// `grpc` (the default; llm-d exports over gRPC to port 4317).
+    Grpc,
+    /// `http/protobuf`.
+    HttpProtobuf,
+    /// `http/json`.
+    HttpJson,
+}
+
+/// Everything the OTLP exporter needs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OtlpSettings {
+    /// Transport and encoding.
+    pub protocol: Protocol,
+    /// The full URL spans are sent to (for HTTP, including `/v1/traces`).
+    pub endpoint: String,
+    /// Extra request headers (gRPC metadata).
+    pub headers: Vec<(String, String)>,
+    /// How long one export request may take.
+    pub timeout: Duration,
+}
+
+impl Protocol {
+    fn parse(value: &str) -> Option<Protocol> {
+        match value.to_ascii_lowercase().as_str() {
+            "grpc" => Some(Protocol::Grpc),
+            "http/protobuf" => Some(Protocol::HttpProtobuf),
+            "http/json" => Some(Protocol::HttpJson),
+            _ => None,
+        }
+    }
+
+    /// The endpoint used when none is configured.
+    fn default_endpoint(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "http://localhost:4317",
+            Protocol::HttpProtobuf | Protocol::HttpJson => "http://localhost:4318/v1/traces",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+            Protocol::HttpJson => "http/json",
+        })
+    }
+}
+
+impl ExporterSetting {
+    pub(crate) fn read<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>) -> ExporterSetting {
+        let name = env
+            .get("OTEL_TRACES_EXPORTER")
+            .map(|n| n.to_ascii_lowercase());
+        match name.as_deref() {
+            None | Some("otlp") => ExporterSetting::Otlp(OtlpSettings::read(env)),
+            Some("console") => ExporterSetting::Console,
+            Some("none") => ExporterSetting::None,
+            Some(unknown) => {
+                env.warn(
+                    "OTEL_TRACES_EXPORTER",
+                    unknown,
+                    "unknown exporter (known: otlp, console, none); using otlp",
+                );
+                ExporterSetting::Otlp(OtlpSettings::read(env))
+            }
+        }
+    }
+}
+
+impl OtlpSettings {
+    fn read<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>) -> OtlpSettings {
+        let protocol = env.parse_first(
+            &[
+                "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+                "OTEL_EXPORTER_OTLP_PROTOCOL",
+            ],
+            Protocol::Grpc,
+            "grpc, http/protobuf or http/json",
+            Protocol::parse,
+        );
+        let insecure = env.bool(
+            &[
+                "OTEL_EXPORTER_OTLP_TRACES_INSECURE",
+                "OTEL_EXPORTER_OTLP_INSECURE",
+            ],
+            false,
+        );
+        let endpoint = read_endpoint(env, protocol, insecure);
+        let timeout = env.millis(
+            &[
+                "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+                "OTEL_EXPORTER_OTLP_TIMEOUT",
+            ],
+            DEFAULT_OTLP_TIMEOUT,
+        );
+        let headers = read_headers(env);
+        OtlpSettings {
+            protocol,
+            endpoint,
+            headers,
+            timeout,
+        }
+    }
+}
+
+/// The traces endpoint: the signal variable as is, else the generic one
+/// with `/v1/traces` appended for HTTP, else the protocol's default. A gRPC
+/// endpoint without a scheme gets `http://` when insecure, else `https://`.
+fn read_endpoint<F: Fn(&str) -> Option<String>>(
+    env: &mut EnvReader<F>,
+    protocol: Protocol,
+    insecure: bool,
+) -> String {
+    let default = protocol.default_endpoint();
+    let Some((name, value)) = env.first(&[
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+    ]) else {
+        return default.to_owned();
+    };
+    let with_scheme = if protocol == Protocol::Grpc && !value.contains("://") {
+        let scheme = if insecure { "http" } else { "https" };
+        format!("{scheme}://{value}")
+    } else {
+        value.clone()
+    };
+    let endpoint = if name == "OTEL_EXPORTER_OTLP_ENDPOINT" && protocol != Protocol::Grpc {
+        format!("{}/v1/traces", with_scheme.trim_end_matches('/'))
+    } else {
+        with_scheme
+    };
+    if is_http_url(&endpoint) {
+        endpoint
+    } else {
+        env.warn(
+            name,
+            &value,
+            format!("not a valid http:// or https:// URL for {protocol}; using {default}"),
+        );
+        default.to_owned()
+    }
+}
+
+fn is_http_url(endpoint: &str) -> bool {
+    endpoint.parse::<http::Uri>().is_ok_and(|uri| {
+        matches!(uri.scheme_str(), Some("http" | "https"))
+            && uri.host().is_some_and(|host| !host.is_empty())
+    })
+}
+
+const SKIPPED_HEADER: &str = "an entry is not a valid name=value header (header values are never shown); that entry is skipped";
+
+/// `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`; an entry that is not a valid
+/// `name=value` header is skipped with a warning showing its name only.
+fn read_headers<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>) -> Vec<(String, String)> {
+    let Some((name, list)) = env.first(&[
+        "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "OTEL_EXPORTER_OTLP_HEADERS",
+    ]) else {
+        return Vec::new();
+    };
+    let mut headers = Vec::new();
+    for entry in key_value_list(&list) {
+        match entry {
+            Ok((key, value))
+                if http::HeaderName::try_from(key.as_str()).is_ok()
+                    && http::HeaderValue::try_from(value.as_str()).is_ok() =>
+            {
+                headers.push((key, value));
+            }
+            Ok((key, _)) => env.warn(name, &key, SKIPPED_HEADER),
+            Err(entry) => {
+                let key = entry.split_once('=').map_or("", |(key, _)| key.trim());
+                env.warn(name, key, SKIPPED_HEADER);
+            }
+        }
+    }
+    headers
+}

@@ -1,0 +1,59 @@
+//! The `llmd-scheduler` process: telemetry, the app, its listener and
+//! Ctrl-C; what the binary's `main` runs, public so that other binaries can
+//! run a scheduler process with the same command line.
+
+use crate::app::App;
+use crate::cli::{CliError, parse_args};
+use std::process::ExitCode;
+
+/// Runs the scheduler the arguments (without the program name) describe
+/// until Ctrl-C; prints its listening address on stdout.
+pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
+    let options = match parse_args(args) {
+        Ok(options) => options,
+        Err(CliError::Help) => {
+            println!("{}", crate::cli::USAGE);
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            eprintln!("llmd-scheduler: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let telemetry = llmd_runtime::telemetry::init("llm-d-scheduler");
+    let app = match App::start(&options) {
+        Ok(app) => app,
+        Err(error) => {
+            eprintln!("llmd-scheduler: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(options.listen).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!(
+                "llmd-scheduler: cannot listen on {}: {error}",
+                options.listen
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match listener.local_addr() {
+        Ok(address) => println!("llmd-scheduler listening on {address}"),
+        Err(error) => tracing::warn!(%error, "listening address unknown"),
+    }
+    tracing::info!(listen = %options.listen, "llmd-scheduler serving");
+    let outcome = tokio::select! {
+        served = app.serve(listener) => served,
+        _ = tokio::signal::ctrl_c() => Ok(()),
+    };
+    drop(app);
+    drop(telemetry);
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("llmd-scheduler: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The `vllm-sim` process: telemetry, server, signals; what the binary's
+//! `main` runs, public so that other binaries can run a simulator process
+//! with the same command line.
+
+use crate::SimServer;
+use crate::cli::Args;
+use llmd_runtime::telemetry::{self, TelemetryConfig, TelemetryGuard};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+/// Runs a simulator as `args` say until SIGINT or SIGTERM; prints its
+/// listening addresses on stdout.
+pub fn run(args: Args) -> ExitCode {
+    let telemetry = init_telemetry(args.otlp_traces_endpoint.as_deref());
+    let addr = SocketAddr::new(args.host, args.port);
+    let config = match args.into_config() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("vllm-sim: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("vllm-sim: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let server = SimServer::start(config, listener, |name| std::env::var(name).ok()).await?;
+        // Startup lines on stdout, for whoever started the process on port 0.
+        println!("vllm-sim listening on {}", server.local_addr());
+        if let Some(events) = server.kv_events() {
+            println!("vllm-sim kv events on {}", events.events);
+            if let Some(replay) = &events.replay {
+                println!("vllm-sim kv events replay on {replay}");
+            }
+        }
+        shutdown_signal().await;
+        server.shutdown().await?;
+        Ok::<_, Box<dyn std::error::Error>>(())
+    });
+    drop(telemetry);
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("vllm-sim: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logging always; span export only with `--otlp-traces-endpoint` (as in
+/// vLLM), to that endpoint, as service `vllm` unless `OTEL_SERVICE_NAME`
+/// says otherwise.
+fn init_telemetry(otlp_endpoint: Option<&str>) -> TelemetryGuard {
+    let mut config = TelemetryConfig::from_lookup("vllm", |name| match (name, otlp_endpoint) {
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", Some(endpoint)) => Some(endpoint.to_owned()),
+        ("OTEL_TRACES_EXPORTER", Some(_)) => Some("otlp".to_owned()),
+        _ => std::env::var(name).ok(),
+    });
+    config.disabled = config.disabled || otlp_endpoint.is_none();
+    telemetry::init_with(config)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        // Without a Ctrl-C handler the server runs until SIGTERM.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,143 @@
+//! Throughput and latency of the whole local stack (gateway, scheduler
+//! plugins, KV index, pd-proxy, simulated vLLM with no model time), with
+//! tracing off and at 1%, 10% and 100% parent-based sampling, spans
+//! exported over OTLP gRPC to a receiver in this process.
+//!
+//! ```text
+//! cargo bench -p llmd-tests --bench stack_throughput
+//! LLMD_BENCH_SECONDS=5 LLMD_BENCH_CONCURRENCY=8 cargo bench -p llmd-tests --bench stack_throughput
+//! ```
+//!
+//! Under `cargo test` (no `--bench` argument) it runs one short setting as
+//! a smoke test.
+
+use llmd_runtime::testing::otlp_receiver::OtlpReceiver;
+use llmd_tests::client::{self, ChatRequest};
+use llmd_tests::sampling::Sampling;
+use llmd_tests::stack::{Stack, StackOptions, Tracing};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Requests sent before measuring.
+const WARM_UP_REQUESTS: usize = 50;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let benchmarking = std::env::args().any(|arg| arg == "--bench");
+    let setting = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = setting("LLMD_BENCH_SECONDS", if benchmarking { 5 } else { 1 });
+    let concurrency = setting("LLMD_BENCH_CONCURRENCY", 8);
+    let ratios: &[Option<f64>] = if benchmarking {
+        &[None, Some(0.01), Some(0.1), Some(1.0)]
+    } else {
+        &[Some(1.0)]
+    };
+    println!(
+        "stack throughput: decode-only chat requests, {concurrency} concurrent clients, {seconds} s per setting"
+    );
+    println!(
+        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "tracing", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "spans"
+    );
+    for ratio in ratios {
+        let measured = measure(*ratio, Duration::from_secs(seconds), concurrency as usize)?;
+        let label = ratio.map_or_else(|| "off".to_owned(), |r| format!("{}%", r * 100.0));
+        println!(
+            "{label:<14} {:>10.1} {:>10.2} {:>10.2} {:>10.2} {:>8} {:>10}",
+            measured.throughput,
+            measured.p50,
+            measured.p90,
+            measured.p99,
+            measured.errors,
+            measured.spans
+        );
+        if !benchmarking && (measured.errors > 0 || measured.spans == 0) {
+            return Err("smoke run: requests failed or no span was exported".into());
+        }
+    }
+    Ok(())
+}
+
+struct Measured {
+    throughput: f64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    errors: usize,
+    spans: usize,
+}
+
+fn measure(
+    ratio: Option<f64>,
+    duration: Duration,
+    concurrency: usize,
+) -> Result<Measured, Box<dyn std::error::Error>> {
+    let receiver = OtlpReceiver::start()?;
+    let tracing = match ratio {
+        None => Tracing::Off,
+        Some(ratio) => Tracing::Otlp {
+            endpoint: receiver.grpc_endpoint(),
+            sampling: Sampling::ratio(ratio),
+        },
+    };
+    let launcher = PathBuf::from(env!("CARGO_BIN_EXE_llmd-stack"));
+    let stack = Stack::start(StackOptions::new(launcher, tracing), &mut |_| {})?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let client = client::http_client()?;
+    let url = stack.gateway_url();
+    let request = ChatRequest::new(stack.model(), "how fast is the stack today");
+    let (latencies, errors) = runtime.block_on(async {
+        for _ in 0..WARM_UP_REQUESTS {
+            let _ = client::chat(&client, &url, &request).await;
+        }
+        let deadline = Instant::now() + duration;
+        let workers: Vec<_> = (0..concurrency)
+            .map(|_| {
+                let (client, url, request) = (client.clone(), url.clone(), request.clone());
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    let mut errors = 0;
+                    while Instant::now() < deadline {
+                        let start = Instant::now();
+                        match client::chat(&client, &url, &request).await {
+                            Ok(outcome) if outcome.succeeded() => latencies.push(start.elapsed()),
+                            _ => errors += 1,
+                        }
+                    }
+                    (latencies, errors)
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for worker in workers {
+            if let Ok((latencies, failed)) = worker.await {
+                all.extend(latencies);
+                errors += failed;
+            }
+        }
+        (all, errors)
+    });
+    drop(stack);
+    let mut millis: Vec<f64> = latencies.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+    millis.sort_by(f64::total_cmp);
+    let percentile = |p: f64| {
+        let index = ((millis.len() as f64 - 1.0) * p).round() as usize;
+        millis.get(index).copied().unwrap_or(f64::NAN)
+    };
+    Ok(Measured {
+        throughput: millis.len() as f64 / duration.as_secs_f64(),
+        p50: percentile(0.5),
+        p90: percentile(0.9),
+        p99: percentile(0.99),
+        errors,
+        spans: receiver.spans().len(),
+    })
+}
