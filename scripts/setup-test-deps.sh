@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond the Rust toolchain:
-# Debian packages (scripts/apt-packages.txt) and a Python virtualenv at .venv
-# with the packages of scripts/requirements-test.txt.
+# Installs what the project needs beyond the Rust toolchain: Debian packages
+# (scripts/apt-packages.txt: libzmq for the KV-event sockets, redis-server for
+# the shared-index tests) and, unless --no-python is given, a Python
+# virtualenv at .venv with the packages of scripts/requirements-test.txt.
 # Idempotent: quick when everything is already there.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +21,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ -s scripts/requirements-test.txt ]; then
+if [ "${1:-}" != "--no-python" ] && [ -s scripts/requirements-test.txt ]; then
   stamp=".venv/.requirements.sha"
   want="$(sha256sum scripts/requirements-test.txt | cut -d' ' -f1)"
   if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
