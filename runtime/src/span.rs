@@ -393,15 +393,7 @@ where
     F: FnOnce() -> A,
     A: IntoIterator<Item = KeyValue>,
 {
-    if !state::enabled() {
-        return;
-    }
-    Context::map_current(|cx| {
-        let span = cx.span();
-        if span.span_context().is_sampled() {
-            span.set_attributes(attributes());
-        }
-    });
+    with_recorded_current(|span| span.set_attributes(attributes()));
 }
 
 /// Adds an event to the current span, if it is recorded. What `event!`
@@ -412,13 +404,20 @@ where
     F: FnOnce() -> A,
     A: IntoIterator<Item = KeyValue>,
 {
+    with_recorded_current(|span| span.add_event(name, attributes().into_iter().collect()));
+}
+
+/// Runs `f` on the current span if it is recorded (sampled); does nothing,
+/// cheaply, otherwise.
+#[inline]
+fn with_recorded_current(f: impl FnOnce(&SpanRef<'_>)) {
     if !state::enabled() {
         return;
     }
     Context::map_current(|cx| {
         let span = cx.span();
         if span.span_context().is_sampled() {
-            span.add_event(name, attributes().into_iter().collect());
+            f(&span);
         }
     });
 }
