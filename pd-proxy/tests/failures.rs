@@ -22,13 +22,7 @@ async fn prefill_4xx_is_returned_as_is_without_retry() {
     let prefill = Fake::start(always(StatusCode::BAD_REQUEST, rejection.clone())).await;
     let decoder = Fake::start(decoder()).await;
     let proxy = start_proxy(config(&decoder)).await;
-    let response = post(
-        &proxy,
-        "/v1/chat/completions",
-        Some(&prefill.host_port()),
-        &chat_body(false),
-    )
-    .await;
+    let response = post_pd_chat(&proxy, &prefill, false).await;
     assert_eq!(response.status(), 400);
     assert_eq!(response.json::<Value>().await.unwrap(), rejection);
     assert_eq!(prefill.seen().len(), 1, "4xx is not retried");
@@ -49,13 +43,7 @@ async fn prefill_5xx_is_retried_then_answered_with_a_json_error() {
     let mut c = config(&decoder);
     c.prefill_retry.max_retries = 2;
     let proxy = start_proxy(c).await;
-    let response = post(
-        &proxy,
-        "/v1/chat/completions",
-        Some(&prefill.host_port()),
-        &chat_body(false),
-    )
-    .await;
+    let response = post_pd_chat(&proxy, &prefill, false).await;
     let body = assert_vllm_error(response, 502).await;
     assert!(body["message"].as_str().unwrap().contains("500"));
     assert_eq!(prefill.seen().len(), 3, "first attempt and two retries");
@@ -77,13 +65,7 @@ async fn prefill_recovers_when_a_retry_succeeds() {
     let prefill = Fake::start(flaky).await;
     let decoder = Fake::start(decoder()).await;
     let proxy = start_proxy(config(&decoder)).await;
-    let response = post(
-        &proxy,
-        "/v1/chat/completions",
-        Some(&prefill.host_port()),
-        &chat_body(false),
-    )
-    .await;
+    let response = post_pd_chat(&proxy, &prefill, false).await;
     assert_eq!(response.status(), 200);
     assert_eq!(prefill.seen().len(), 2);
     assert_eq!(
@@ -106,13 +88,7 @@ async fn prefill_timeout_is_retried_then_504() {
     c.prefill_retry.max_retries = 1;
     c.prefill_retry.attempt_timeout = Duration::from_millis(100);
     let proxy = start_proxy(c).await;
-    let response = post(
-        &proxy,
-        "/v1/chat/completions",
-        Some(&prefill.host_port()),
-        &chat_body(false),
-    )
-    .await;
+    let response = post_pd_chat(&proxy, &prefill, false).await;
     assert_vllm_error(response, 504).await;
     assert_eq!(prefill.seen().len(), 2);
 }
@@ -144,13 +120,7 @@ async fn decoder_down_is_503_and_other_decoder_failures_502() {
     let body = assert_vllm_error(response, 503).await;
     assert_eq!(body["type"], "ServiceUnavailable");
     let prefill = Fake::start(prefiller()).await;
-    let response = post(
-        &proxy,
-        "/v1/chat/completions",
-        Some(&prefill.host_port()),
-        &chat_body(true),
-    )
-    .await;
+    let response = post_pd_chat(&proxy, &prefill, true).await;
     assert_vllm_error(response, 503).await;
 
     let hangs_up = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -174,13 +144,7 @@ async fn ssrf_protection_refuses_unlisted_targets_without_connecting() {
     let mut c = config(&decoder);
     c.allowed_prefill_hosts = Some(vec!["10.0.0.1".into()]);
     let proxy = start_proxy(c).await;
-    let response = post(
-        &proxy,
-        "/v1/chat/completions",
-        Some(&prefill.host_port()),
-        &chat_body(false),
-    )
-    .await;
+    let response = post_pd_chat(&proxy, &prefill, false).await;
     assert_vllm_error(response, 403).await;
     assert_eq!(prefill.connections(), 0, "no connection to the prefiller");
     assert_eq!(decoder.connections(), 0, "no connection to the decoder");
@@ -188,13 +152,7 @@ async fn ssrf_protection_refuses_unlisted_targets_without_connecting() {
     let mut c = config(&decoder);
     c.allowed_prefill_hosts = Some(vec!["127.0.0.1".into()]);
     let proxy = start_proxy(c).await;
-    let response = post(
-        &proxy,
-        "/v1/chat/completions",
-        Some(&prefill.host_port()),
-        &chat_body(false),
-    )
-    .await;
+    let response = post_pd_chat(&proxy, &prefill, false).await;
     assert_eq!(response.status(), 200, "listed hosts are allowed");
 }
 
@@ -283,13 +241,7 @@ async fn malformed_input_gets_clear_4xx_errors() {
     assert_vllm_error(binary, 400).await;
 
     let prefiller_garbage = Fake::start(Arc::new(|_| Reply::Sse(vec![]))).await;
-    let response = post(
-        &proxy,
-        "/v1/chat/completions",
-        Some(&prefiller_garbage.host_port()),
-        &chat_body(false),
-    )
-    .await;
+    let response = post_pd_chat(&proxy, &prefiller_garbage, false).await;
     assert_vllm_error(response, 502).await;
 
     assert_eq!(prefill.connections(), 0);

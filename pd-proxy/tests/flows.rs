@@ -313,13 +313,7 @@ async fn sglang_sends_one_body_with_bootstrap_fields_to_both() {
     let prefill = Fake::start(prefiller()).await;
     let decoder = Fake::start(decoder()).await;
     let proxy = start_with_connector(&decoder, KvConnector::SgLang).await;
-    let response = post(
-        &proxy,
-        "/v1/chat/completions",
-        Some(&prefill.host_port()),
-        &chat_body(false),
-    )
-    .await;
+    let response = post_pd_chat(&proxy, &prefill, false).await;
     assert_eq!(response.status(), 200);
     let dbody = decoder.seen()[0].json();
     assert_eq!(dbody["bootstrap_host"], "127.0.0.1");

@@ -97,13 +97,7 @@ async fn upstreams_are_called_over_tls_when_enabled() {
     c.prefiller_tls = insecure;
     c.decoder_tls = insecure;
     let proxy = start_proxy(c).await;
-    let response = post(
-        &proxy,
-        "/v1/chat/completions",
-        Some(&prefill.host_port()),
-        &chat_body(false),
-    )
-    .await;
+    let response = post_pd_chat(&proxy, &prefill, false).await;
     assert_eq!(response.status(), 200);
     let answer: Value = response.json().await.unwrap();
     assert_eq!(
@@ -131,13 +125,7 @@ async fn upstreams_are_called_over_tls_when_enabled() {
     c.decoder_tls = insecure;
     c.prefill_retry.max_retries = 0;
     let verifying = start_proxy(c).await;
-    let response = post(
-        &verifying,
-        "/v1/chat/completions",
-        Some(&prefill.host_port()),
-        &chat_body(false),
-    )
-    .await;
+    let response = post_pd_chat(&verifying, &prefill, false).await;
     assert_vllm_error(response, 502).await;
     assert_eq!(
         prefill.seen().len(),

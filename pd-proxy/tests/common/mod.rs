@@ -387,6 +387,18 @@ pub async fn post(
     post_raw(proxy, path, prefiller, body.to_string()).await
 }
 
+/// Posts a chat completion (streamed or not) with `prefill` as the P/D
+/// prefill target.
+pub async fn post_pd_chat(proxy: &Proxy, prefill: &Fake, stream: bool) -> reqwest::Response {
+    post(
+        proxy,
+        "/v1/chat/completions",
+        Some(&prefill.host_port()),
+        &chat_body(stream),
+    )
+    .await
+}
+
 /// Posts raw `body` text.
 pub async fn post_raw(
     proxy: &Proxy,
