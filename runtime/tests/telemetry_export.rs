@@ -290,23 +290,12 @@ fn dropping_the_guard_inside_a_current_thread_runtime_flushes_without_deadlock()
         ("OTEL_TRACES_SAMPLER", "always_on"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
     ]);
-    let (done, finished) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        runtime.block_on(async {
-            let guard = telemetry::init_with(config);
-            let started = span::start(&PARENT, None, || [KeyValue::new("k", 1_i64)]);
-            started.instrument(tokio::task::yield_now()).await;
-            drop(guard);
-        });
-        let _ = done.send(());
+    on_current_thread_runtime("dropping the guard", async {
+        let guard = telemetry::init_with(config);
+        let started = span::start(&PARENT, None, || [KeyValue::new("k", 1_i64)]);
+        started.instrument(tokio::task::yield_now()).await;
+        drop(guard);
     });
-    finished
-        .recv_timeout(PATIENCE)
-        .expect("dropping the guard inside a current-thread runtime returned");
     let spans = receiver.wait_for_spans(1, PATIENCE);
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].name(), "llm_d.test.export.parent");
@@ -322,22 +311,11 @@ fn shutdown_inside_a_current_thread_runtime_returns() {
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
     ]);
-    let (done, finished) = mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let result = runtime.block_on(async {
-            let guard = telemetry::init_with(config);
-            span::start(&PARENT, None, || [KeyValue::new("k", 1_i64)]).end();
-            guard.shutdown()
-        });
-        let _ = done.send(result);
+    let result = on_current_thread_runtime("shutdown", async {
+        let guard = telemetry::init_with(config);
+        span::start(&PARENT, None, || [KeyValue::new("k", 1_i64)]).end();
+        guard.shutdown()
     });
-    let result = finished
-        .recv_timeout(PATIENCE)
-        .expect("shutdown inside a current-thread runtime returned");
     assert_eq!(result, Ok(()));
     assert_eq!(receiver.wait_for_spans(1, PATIENCE).len(), 1);
 }
@@ -373,4 +351,24 @@ fn otel_propagators_drive_our_headers_and_the_global_propagator() {
     assert!(fields.iter().any(|f| f == "traceparent"), "{fields:?}");
     assert!(fields.iter().any(|f| f == "baggage"), "{fields:?}");
     guard.shutdown().expect("clean shutdown");
+}
+
+/// Runs `work` on a current-thread tokio runtime in its own thread and
+/// returns its output; fails the test if it has not returned within
+/// `PATIENCE` (a deadlock).
+fn on_current_thread_runtime<T: Send + 'static>(
+    what: &str,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let (done, finished) = mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let _ = done.send(runtime.block_on(work));
+    });
+    finished
+        .recv_timeout(PATIENCE)
+        .unwrap_or_else(|_| panic!("{what} inside a current-thread runtime did not return"))
 }
