@@ -1,15 +1,24 @@
 //! Decode-only pass-through cost of the proxy, against a fast local backend.
 //!
 //! Scenarios (each `PD_BENCH_SECONDS`, default 3, after a 1 s warm-up):
-//! - 64 keep-alive connections sending small non-streaming requests:
-//!   directly to the backend, through the proxy binary (a child process,
-//!   like nginx) with tracing off, through
+//! - 64 keep-alive connections sending small non-streaming requests as fast
+//!   as answers come (saturation): directly to the backend, through the
+//!   proxy binary (a child process, like nginx) with tracing off, through
 //!   nginx when `nginx` is installed (`pd-proxy/benches/install-nginx.sh`),
 //!   and through the proxy with tracing on at 100 % sampling (spans
 //!   recorded and dropped; then exported over OTLP/gRPC to a receiver in
 //!   this process);
+//! - the same 64 connections paced at a fixed total rate below saturation
+//!   (`PD_BENCH_RATE`, default 10,000 req/s), latency counted from each
+//!   request's scheduled time: the latency the proxy adds without queueing;
 //! - one connection, streaming (SSE) requests: time to the first body byte,
-//!   directly and through the proxy.
+//!   directly, through the proxy and through nginx.
+//!
+//! CPU layout (`PD_BENCH_LAYOUT`): `pinned` (the default on two or more
+//! CPUs) keeps the load generator and the backend (this process) on CPU 0
+//! and runs the proxy under test (ours or nginx, one worker each) alone on
+//! CPU 1, as a sidecar with its own CPU would run; `shared` lets every
+//! process use every CPU (nginx with two workers).
 //!
 //! Run: `cargo bench -p llmd-pd-proxy --bench passthrough`.
 
@@ -34,31 +43,101 @@ const REQUEST_BODY: &str = r#"{"model":"m","prompt":"hello","max_tokens":4}"#;
 const RESPONSE_BODY: &str = r#"{"id":"c","choices":[{"text":"hi","finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":1}}"#;
 const SSE_BODY: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
 
+/// Where the processes run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// This process on CPU 0, the proxy under test alone on CPU 1.
+    Pinned,
+    /// Every process on every CPU.
+    Shared,
+}
+
+impl Layout {
+    fn from_env() -> Layout {
+        match std::env::var("PD_BENCH_LAYOUT").as_deref() {
+            Ok("shared") => Layout::Shared,
+            Ok("pinned") => Layout::Pinned,
+            Ok(other) => panic!("PD_BENCH_LAYOUT={other}: expected pinned or shared"),
+            Err(_) => {
+                let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+                if cpus >= 2 && Command::new("taskset").arg("-V").output().is_ok() {
+                    Layout::Pinned
+                } else {
+                    Layout::Shared
+                }
+            }
+        }
+    }
+
+    /// Pins this process (before its runtime starts threads) to CPU 0.
+    fn pin_self(self) {
+        if self == Layout::Pinned {
+            let status = Command::new("taskset")
+                .args(["-a", "-p", "-c", "0", &std::process::id().to_string()])
+                .stdout(Stdio::null())
+                .status()
+                .expect("taskset runs");
+            assert!(status.success(), "taskset could not pin the bench");
+        }
+    }
+
+    /// A command running `program`, alone on CPU 1 when pinned.
+    fn command(self, program: &str) -> Command {
+        match self {
+            Layout::Pinned => {
+                let mut command = Command::new("taskset");
+                command.args(["-c", "1", program]);
+                command
+            }
+            Layout::Shared => Command::new(program),
+        }
+    }
+
+    fn nginx_workers(self) -> usize {
+        match self {
+            Layout::Pinned => 1,
+            Layout::Shared => 2,
+        }
+    }
+}
+
 fn main() {
-    let seconds: u64 = std::env::var("PD_BENCH_SECONDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+    let seconds: u64 = env_number("PD_BENCH_SECONDS", 3);
+    let rate = env_number("PD_BENCH_RATE", 10_000);
+    let layout = Layout::from_env();
+    layout.pin_self();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run(Duration::from_secs(seconds)));
+    runtime.block_on(run(layout, Duration::from_secs(seconds), rate));
 }
 
-async fn run(duration: Duration) {
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+async fn run(layout: Layout, duration: Duration, rate: u64) {
     let backend = start_backend().await;
     println!(
-        "{CONNECTIONS} connections, {} s per scenario, small non-streaming responses",
+        "layout: {}; {CONNECTIONS} connections, {} s per scenario, small non-streaming responses",
+        match layout {
+            Layout::Pinned => "bench on CPU 0, proxy under test alone on CPU 1",
+            Layout::Shared => "every process on every CPU",
+        },
         duration.as_secs()
     );
     let direct = load("direct backend", backend, duration).await;
-    let untraced = ProxyProcess::start(backend, &[("OTEL_SDK_DISABLED", "true".to_owned())]);
+    let untraced =
+        ProxyProcess::start(layout, backend, &[("OTEL_SDK_DISABLED", "true".to_owned())]);
     let plain = load("proxy, tracing off", untraced.address, duration).await;
     report_overhead(&direct, &plain);
 
-    let nginx = Nginx::start(backend);
+    let nginx = Nginx::start(layout, backend);
     if let Some(nginx) = &nginx {
         let through_nginx = load("nginx proxy_pass", nginx.address, duration).await;
         report_overhead(&direct, &through_nginx);
@@ -73,6 +152,7 @@ async fn run(duration: Duration) {
 
     let sampled = ("OTEL_TRACES_SAMPLER", "always_on".to_owned());
     let recording = ProxyProcess::start(
+        layout,
         backend,
         &[sampled.clone(), ("OTEL_TRACES_EXPORTER", "none".to_owned())],
     );
@@ -81,6 +161,7 @@ async fn run(duration: Duration) {
     drop(recording);
     let receiver = OtlpReceiver::start().expect("otlp receiver");
     let exporting = ProxyProcess::start(
+        layout,
         backend,
         &[
             sampled,
@@ -94,6 +175,15 @@ async fn run(duration: Duration) {
     println!("  spans received: {}", receiver.spans().len());
     drop(receiver);
 
+    println!("{CONNECTIONS} connections paced at {rate} req/s in total, below saturation");
+    let direct_paced = paced("direct backend", backend, rate, duration).await;
+    let proxy_paced = paced("proxy, tracing off", untraced.address, rate, duration).await;
+    report_overhead(&direct_paced, &proxy_paced);
+    if let Some(nginx) = &nginx {
+        let nginx_paced = paced("nginx proxy_pass", nginx.address, rate, duration).await;
+        report_overhead(&direct_paced, &nginx_paced);
+    }
+
     println!("1 connection, streaming responses: time to first byte");
     let direct_ttfb = ttfb("direct backend", backend, duration).await;
     let proxy_ttfb = ttfb("proxy", untraced.address, duration).await;
@@ -101,6 +191,13 @@ async fn run(duration: Duration) {
         "  added time to first byte: p50 {:+.1} us",
         proxy_ttfb - direct_ttfb
     );
+    if let Some(nginx) = &nginx {
+        let nginx_ttfb = ttfb("nginx", nginx.address, duration).await;
+        println!(
+            "  nginx's added time to first byte: p50 {:+.1} us",
+            nginx_ttfb - direct_ttfb
+        );
+    }
     drop(nginx);
 }
 
@@ -120,8 +217,8 @@ struct ProxyProcess {
 }
 
 impl ProxyProcess {
-    fn start(backend: SocketAddr, env: &[(&str, String)]) -> ProxyProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_llmd-pd-proxy"));
+    fn start(layout: Layout, backend: SocketAddr, env: &[(&str, String)]) -> ProxyProcess {
+        let mut command = layout.command(env!("CARGO_BIN_EXE_llmd-pd-proxy"));
         command
             .args([
                 "--port=0",
@@ -256,6 +353,59 @@ async fn load(name: &str, target: SocketAddr, duration: Duration) -> Outcome {
     outcome
 }
 
+/// `CONNECTIONS` keep-alive connections, each sending on a fixed schedule
+/// so that all together offer `rate` requests per second (tokio's timer
+/// ticks in milliseconds, so a request's latency runs from its send, not
+/// from its scheduled time).
+async fn paced(name: &str, target: SocketAddr, rate: u64, duration: Duration) -> Outcome {
+    let interval = Duration::from_secs_f64(CONNECTIONS as f64 / rate as f64);
+    let warm_up = Duration::from_secs(1);
+    let start = Instant::now() + Duration::from_millis(50);
+    let end = start + warm_up + duration;
+    let mut workers = Vec::new();
+    for connection in 0..CONNECTIONS {
+        let offset = interval.mul_f64(connection as f64 / CONNECTIONS as f64);
+        workers.push(tokio::spawn(async move {
+            let mut sender = connect(target).await;
+            let mut latencies = Vec::new();
+            let mut scheduled = start + offset;
+            while scheduled < end {
+                tokio::time::sleep_until(scheduled.into()).await;
+                let sent = Instant::now();
+                let request = Request::post("/v1/completions")
+                    .header("host", "bench")
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from_static(REQUEST_BODY.as_bytes())))
+                    .expect("request");
+                sender.ready().await.expect("connection ready");
+                let response = sender.send_request(request).await.expect("response");
+                assert_eq!(response.status(), 200);
+                response.into_body().collect().await.expect("body");
+                if scheduled >= start + warm_up {
+                    latencies.push(sent.elapsed().as_micros() as u32);
+                }
+                scheduled += interval;
+            }
+            latencies
+        }));
+    }
+    let mut all = Vec::new();
+    for worker in workers {
+        all.extend(worker.await.expect("worker"));
+    }
+    all.sort_unstable();
+    let outcome = Outcome {
+        rps: all.len() as f64 / duration.as_secs_f64(),
+        p50_us: percentile(&all, 0.50),
+        p99_us: percentile(&all, 0.99),
+    };
+    println!(
+        "{name:>22}: {:>8.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us",
+        outcome.rps, outcome.p50_us, outcome.p99_us
+    );
+    outcome
+}
+
 fn report_overhead(direct: &Outcome, other: &Outcome) {
     println!(
         "  added p50 {:+.1} us, throughput {:.1} % of direct",
@@ -318,7 +468,7 @@ struct Nginx {
 }
 
 impl Nginx {
-    fn start(backend: SocketAddr) -> Option<Nginx> {
+    fn start(layout: Layout, backend: SocketAddr) -> Option<Nginx> {
         let binary = ["/usr/sbin/nginx", "/usr/bin/nginx"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())?;
@@ -330,18 +480,20 @@ impl Nginx {
         let dir = std::env::temp_dir().join(format!("pd-proxy-bench-nginx-{}", std::process::id()));
         std::fs::create_dir_all(&dir).ok()?;
         let config = format!(
-            "worker_processes 2;\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
+            "worker_processes {workers};\ndaemon off;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\n\
              events {{ worker_connections 1024; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {dir};\n  proxy_temp_path {dir};\n\
                upstream backend {{ server {backend}; keepalive 128; keepalive_requests 100000000; }}\n\
                server {{\n    listen 127.0.0.1:{port};\n    keepalive_requests 100000000;\n    location / {{\n\
                  proxy_pass http://backend;\n      proxy_http_version 1.1;\n\
                  proxy_set_header Connection \"\";\n      proxy_buffering off;\n    }}\n  }}\n}}\n",
-            dir = dir.display()
+            dir = dir.display(),
+            workers = layout.nginx_workers(),
         );
         let path = dir.join("nginx.conf");
         std::fs::write(&path, config).ok()?;
-        let child = Command::new(binary)
+        let child = layout
+            .command(binary)
             .arg("-c")
             .arg(&path)
             .arg("-p")

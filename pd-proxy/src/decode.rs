@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures_util::future::BoxFuture;
 use http::{HeaderMap, Method, StatusCode, header};
 use http_body::Frame;
-use llmd_runtime::{Context, ErrorType, Identifier, event, record, traced_span};
+use llmd_runtime::{Context, ErrorType, Identifier, event, record, span, traced_span};
 use opentelemetry::trace::TraceContextExt;
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -217,6 +217,10 @@ async fn pump(
     };
     let mut response = Source::new(response);
     let status = response.status;
+    record!(llm_d.pd_proxy.decode.status_code = status.as_u16());
+    if let Some(error_type) = llmd_runtime::http::server_error_type(status) {
+        span::mark_current_error(error_type);
+    }
     let mut headers = std::mem::take(&mut response.headers);
     upstream::strip_response_headers(&mut headers);
     let is_sse = headers

@@ -9,8 +9,7 @@ use crate::state::Listener;
 use crate::target;
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
-use llmd_runtime::{Context, ErrorType, record};
-use opentelemetry::trace::TraceContextExt;
+use llmd_runtime::{ErrorType, record, span};
 use std::time::Instant;
 
 /// `GET /health`: 200 while the proxy runs.
@@ -65,7 +64,7 @@ pub async fn pd(State(listener): State<Listener>, request: Request) -> Response 
             llm_d.pd_proxy.error = error.error_type(),
             llm_d.pd_proxy.denied_target = target.identifier(),
         );
-        mark_current_error(error.error_type());
+        span::mark_current_error(error.error_type());
         tracing::warn!(
             target = target.host_port(),
             "SSRF protection: prefill target not in allowlist"
@@ -107,9 +106,4 @@ pub async fn pd(State(listener): State<Listener>, request: Request) -> Response 
         start,
     })
     .await
-}
-
-/// Marks the current span (the request's) as failed.
-fn mark_current_error(error_type: &'static str) {
-    Context::map_current(|cx| llmd_runtime::span::mark_error(&cx.span(), error_type));
 }

@@ -25,20 +25,28 @@ pub async fn forward(upstreams: &Upstreams, decoder: &Decoder, request: Request)
 /// The plain-HTTP path: the body streams both ways with its length kept.
 async fn forward_plain(client: &PlainClient, decoder: &Decoder, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let Ok(uri) = http::Uri::try_from(format!("{}{}", decoder.base_url, path)) else {
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = Some(decoder.authority.clone());
+    uri.path_and_query = Some(
+        parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    let Ok(uri) = http::Uri::from_parts(uri) else {
         return ProxyError::DecoderFailed.into_response();
     };
+    let content_length = parts.headers.remove(http::header::CONTENT_LENGTH);
+    upstream::prepare_outbound(&mut parts.headers);
+    if let Some(length) = content_length {
+        parts.headers.insert(http::header::CONTENT_LENGTH, length);
+    }
     let mut outbound = http::Request::new(body);
     *outbound.method_mut() = parts.method;
     *outbound.uri_mut() = uri;
-    let content_length = parts.headers.remove(http::header::CONTENT_LENGTH);
-    *outbound.headers_mut() = upstream::outbound_headers(&parts.headers);
-    if let Some(length) = content_length {
-        outbound
-            .headers_mut()
-            .insert(http::header::CONTENT_LENGTH, length);
-    }
+    *outbound.headers_mut() = parts.headers;
     match client.request(outbound).await {
         Ok(mut response) => {
             upstream::strip_response_headers(response.headers_mut());

@@ -1,11 +1,13 @@
 //! What every request handler shares: the configuration, the upstream
 //! clients, the allowlist and the decoder ranks.
 
-use crate::config::{Config, KvConnector};
+use crate::config::{Config, ConfigError, KvConnector};
 use crate::errors::ProxyError;
+use crate::server::StartError;
 use crate::target::Allowlist;
 use crate::upstream::Upstreams;
 use http::HeaderMap;
+use http::uri::Authority;
 use llmd_runtime::Identifier;
 use std::sync::Arc;
 
@@ -17,6 +19,8 @@ pub const DATA_PARALLEL_HEADER: &str = "x-data-parallel-host-port";
 pub struct Decoder {
     /// `scheme://host:port`, without a trailing slash.
     pub base_url: String,
+    /// `host:port`, parsed once for building request URIs.
+    pub authority: Authority,
     /// `host:port`, as a span attribute.
     pub target: Identifier,
 }
@@ -36,18 +40,22 @@ pub struct Shared {
 
 impl Shared {
     /// Builds the shared state for `config`.
-    pub fn new(config: Config) -> Result<Shared, reqwest::Error> {
+    pub fn new(config: Config) -> Result<Shared, StartError> {
         let upstreams = Upstreams::new(&config)?;
         let allowlist = Allowlist::new(config.allowed_prefill_hosts.as_deref());
         let decoders = (0..config.data_parallel_size)
             .map(|rank| {
                 let host_port = format!("{}:{}", config.decoder_host, config.vllm_port + rank);
-                Decoder {
+                let authority = Authority::try_from(host_port.as_str()).map_err(|_| {
+                    ConfigError::Invalid(format!("decoder address {host_port:?} is not host:port"))
+                })?;
+                Ok(Decoder {
                     base_url: format!("{}://{host_port}", upstreams.decoder_scheme),
+                    authority,
                     target: Identifier::new(&host_port),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_, StartError>>()?;
         Ok(Shared {
             config,
             upstreams,
@@ -131,6 +139,7 @@ mod tests {
         let l = listener(0, 3);
         let (d, dp) = l.decoder_for(&with_header("10.0.0.5:8002")).unwrap();
         assert_eq!((d.base_url.as_str(), dp), ("http://localhost:9003", true));
+        assert_eq!(d.authority.as_str(), "localhost:9003");
         let (d, dp) = l.decoder_for(&HeaderMap::new()).unwrap();
         assert_eq!((d.base_url.as_str(), dp), ("http://localhost:9001", false));
         assert!(matches!(
@@ -141,6 +150,17 @@ mod tests {
             l.decoder_for(&with_header("nope")),
             Err(ProxyError::BadHeader { .. })
         ));
+    }
+
+    #[test]
+    fn a_decoder_host_that_is_not_an_authority_is_a_config_error() {
+        let mut config = Config::defaults();
+        config.decoder_host = "decoder host/with a path".into();
+        let error = Shared::new(config).expect_err("rejected");
+        assert!(
+            matches!(&error, StartError::Config(ConfigError::Invalid(m)) if m.contains("decoder address")),
+            "{error}"
+        );
     }
 
     #[test]

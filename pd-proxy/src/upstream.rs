@@ -82,11 +82,17 @@ const NOT_FORWARDED: [HeaderName; 10] = [
 /// the call) in place of the caller's.
 pub fn outbound_headers(inbound: &HeaderMap) -> HeaderMap {
     let mut headers = inbound.clone();
+    prepare_outbound(&mut headers);
+    headers
+}
+
+/// Turns the client's headers, in place, into those an upstream gets (see
+/// [`outbound_headers`]).
+pub fn prepare_outbound(headers: &mut HeaderMap) {
     for name in &NOT_FORWARDED {
         headers.remove(name);
     }
-    propagation::inject_current(&mut headers);
-    headers
+    propagation::inject_current(headers);
 }
 
 /// Response headers not copied to the client.

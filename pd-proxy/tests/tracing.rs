@@ -205,6 +205,7 @@ async fn nixlv2_trace_nests_prefill_and_decode_and_vllm_spans() {
     let prefill_ms = float_attr(prefill_span, "llm_d.pd_proxy.prefill.duration_ms");
     assert!(prefill_ms > 0.0);
 
+    assert_eq!(int_attr(decode, "llm_d.pd_proxy.decode.status_code"), 200);
     assert!(bool_attr(decode, "llm_d.pd_proxy.decode.streaming"));
     assert!(bool_attr(decode, "gen_ai.request.stream"));
     assert!(!bool_attr(decode, "llm_d.pd_proxy.decode.data_parallel"));
@@ -328,6 +329,36 @@ async fn failed_prefill_marks_the_prefill_span_and_records_retries() {
         both,
         vec![span_id(prefill_span); 2],
         "every attempt is a child of the prefill span"
+    );
+}
+
+#[tokio::test]
+async fn decoder_5xx_marks_the_decode_and_request_spans_failed() {
+    let capture = testing::capture();
+    let prefill = Fake::start(prefiller()).await;
+    let decoder = Fake::start(always(
+        http::StatusCode::SERVICE_UNAVAILABLE,
+        json!({"error": {"message": "engine overloaded"}}),
+    ))
+    .await;
+    let proxy = start_proxy(config(&decoder)).await;
+    let response = traced_post(&proxy, Some(&prefill.host_port()), "01", false).await;
+    assert_eq!(response.status(), 503, "the decoder's answer is passed on");
+    let spans = wait_for_spans(
+        &capture,
+        &["llm_d.pd_proxy.request", "llm_d.pd_proxy.decode"],
+    )
+    .await;
+    let decode = one(&spans, "llm_d.pd_proxy.decode");
+    assert_eq!(decode.status, Status::error("503"));
+    assert_eq!(str_attr(decode, "error.type"), "503");
+    assert_eq!(int_attr(decode, "llm_d.pd_proxy.decode.status_code"), 503);
+    let request = one(&spans, "llm_d.pd_proxy.request");
+    assert!(matches!(request.status, Status::Error { .. }));
+    assert_eq!(
+        one(&spans, "llm_d.pd_proxy.prefill").status,
+        Status::Unset,
+        "the prefill leg succeeded"
     );
 }
 

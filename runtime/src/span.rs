@@ -407,6 +407,13 @@ where
     with_recorded_current(|span| span.add_event(name, attributes().into_iter().collect()));
 }
 
+/// Marks the current span as failed (status Error and `error.type`), if it
+/// is recorded; for failures found in the middle of a span's body.
+#[inline]
+pub fn mark_current_error(error_type: &'static str) {
+    with_recorded_current(|span| mark_error(span, error_type));
+}
+
 /// Runs `f` on the current span if it is recorded (sampled); does nothing,
 /// cheaply, otherwise.
 #[inline]

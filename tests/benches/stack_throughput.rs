@@ -6,7 +6,11 @@
 //! ```text
 //! cargo bench -p llmd-tests --bench stack_throughput
 //! LLMD_BENCH_SECONDS=5 LLMD_BENCH_CONCURRENCY=8 cargo bench -p llmd-tests --bench stack_throughput
+//! LLMD_BENCH_TRACING=off,1 cargo bench -p llmd-tests --bench stack_throughput
 //! ```
+//!
+//! `LLMD_BENCH_TRACING` picks the settings: `off` and sampling ratios
+//! (default `off,0.01,0.1,1`).
 //!
 //! Under `cargo test` (no `--bench` argument) it runs one short setting as
 //! a smoke test.
@@ -31,10 +35,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let seconds = setting("LLMD_BENCH_SECONDS", if benchmarking { 5 } else { 1 });
     let concurrency = setting("LLMD_BENCH_CONCURRENCY", 8);
-    let ratios: &[Option<f64>] = if benchmarking {
-        &[None, Some(0.01), Some(0.1), Some(1.0)]
-    } else {
-        &[Some(1.0)]
+    let ratios: Vec<Option<f64>> = match std::env::var("LLMD_BENCH_TRACING") {
+        Ok(list) => list
+            .split(',')
+            .map(|item| match item.trim() {
+                "off" => Ok(None),
+                ratio => match ratio.parse::<f64>() {
+                    Ok(r) if (0.0..=1.0).contains(&r) => Ok(Some(r)),
+                    _ => Err(format!(
+                        "LLMD_BENCH_TRACING: {ratio:?} is not off or a ratio in [0, 1]"
+                    )),
+                },
+            })
+            .collect::<Result<_, _>>()?,
+        Err(_) if benchmarking => vec![None, Some(0.01), Some(0.1), Some(1.0)],
+        Err(_) => vec![Some(1.0)],
     };
     println!(
         "stack throughput: decode-only chat requests, {concurrency} concurrent clients, {seconds} s per setting"
@@ -44,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "tracing", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "spans"
     );
     for ratio in ratios {
-        let measured = measure(*ratio, Duration::from_secs(seconds), concurrency as usize)?;
+        let measured = measure(ratio, Duration::from_secs(seconds), concurrency as usize)?;
         let label = ratio.map_or_else(|| "off".to_owned(), |r| format!("{}%", r * 100.0));
         println!(
             "{label:<14} {:>10.1} {:>10.2} {:>10.2} {:>10.2} {:>8} {:>10}",

@@ -143,6 +143,7 @@ pub const ATTRIBUTES: &[KeyDef] = &[
     key("llm_d.pd_proxy.decode.concurrent_with_prefill", Bool, "sglang: decode ran concurrently with prefill"),
     key("llm_d.pd_proxy.decode.data_parallel", Bool, "Whether data-parallel routing chose the decoder rank"),
     key("llm_d.pd_proxy.decode.duration_ms", Float, "Milliseconds the decode leg took"),
+    key("llm_d.pd_proxy.decode.status_code", Int, "HTTP status of the decoder's response"),
     key("llm_d.pd_proxy.decode.streaming", Bool, "Whether the decode leg streamed"),
     key("llm_d.pd_proxy.decode.target", Str, "host:port of the decoder"),
     key("llm_d.pd_proxy.denied_target", Str, "Prefill target refused by SSRF protection"),

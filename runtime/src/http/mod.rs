@@ -15,4 +15,5 @@ mod server;
 
 pub use body::TracedBody;
 pub use client::RequestBuilderExt;
+pub use semconv::server_error_type;
 pub use server::{ResponseFuture, ServerTrace, ServerTraceLayer};

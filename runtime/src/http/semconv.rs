@@ -54,7 +54,7 @@ const fn server_error_digits() -> [u8; 3 * SERVER_ERROR_COUNT] {
 /// The `error.type` of a response: its status code as text ("500", "503",
 /// ...) for a server error, `None` otherwise (a 4xx is the client's error,
 /// not the server span's).
-pub(crate) fn server_error_type(status: StatusCode) -> Option<&'static str> {
+pub fn server_error_type(status: StatusCode) -> Option<&'static str> {
     if !status.is_server_error() {
         return None;
     }
