@@ -300,6 +300,45 @@ struct Outcome {
     p99_us: f64,
 }
 
+impl Outcome {
+    /// Gathers the latencies (µs) the `workers` measured over `measured`,
+    /// and prints the outcome under `name`.
+    async fn of_workers(
+        name: &str,
+        workers: Vec<tokio::task::JoinHandle<Vec<u32>>>,
+        measured: Duration,
+    ) -> Outcome {
+        let mut all = Vec::new();
+        for worker in workers {
+            all.extend(worker.await.expect("worker"));
+        }
+        all.sort_unstable();
+        let outcome = Outcome {
+            rps: all.len() as f64 / measured.as_secs_f64(),
+            p50_us: percentile(&all, 0.50),
+            p99_us: percentile(&all, 0.99),
+        };
+        println!(
+            "{name:>22}: {:>8.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us",
+            outcome.rps, outcome.p50_us, outcome.p99_us
+        );
+        outcome
+    }
+}
+
+/// Posts one small completion request on `sender` and reads the answer.
+async fn post_completion(sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>) {
+    let request = Request::post("/v1/completions")
+        .header("host", "bench")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from_static(REQUEST_BODY.as_bytes())))
+        .expect("request");
+    sender.ready().await.expect("connection ready");
+    let response = sender.send_request(request).await.expect("response");
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.expect("body");
+}
+
 /// `CONNECTIONS` keep-alive connections posting small requests to `/v1/completions`.
 async fn load(name: &str, target: SocketAddr, duration: Duration) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
@@ -313,15 +352,7 @@ async fn load(name: &str, target: SocketAddr, duration: Duration) -> Outcome {
             let mut latencies = Vec::with_capacity(100_000);
             while !stop.load(Ordering::Relaxed) {
                 let started = Instant::now();
-                let request = Request::post("/v1/completions")
-                    .header("host", "bench")
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from_static(REQUEST_BODY.as_bytes())))
-                    .expect("request");
-                sender.ready().await.expect("connection ready");
-                let response = sender.send_request(request).await.expect("response");
-                assert_eq!(response.status(), 200);
-                response.into_body().collect().await.expect("body");
+                post_completion(&mut sender).await;
                 if measuring.load(Ordering::Relaxed) {
                     latencies.push(started.elapsed().as_micros() as u32);
                 }
@@ -336,21 +367,7 @@ async fn load(name: &str, target: SocketAddr, duration: Duration) -> Outcome {
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    let mut all = Vec::new();
-    for worker in workers {
-        all.extend(worker.await.expect("worker"));
-    }
-    all.sort_unstable();
-    let outcome = Outcome {
-        rps: all.len() as f64 / elapsed.as_secs_f64(),
-        p50_us: percentile(&all, 0.50),
-        p99_us: percentile(&all, 0.99),
-    };
-    println!(
-        "{name:>22}: {:>8.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us",
-        outcome.rps, outcome.p50_us, outcome.p99_us
-    );
-    outcome
+    Outcome::of_workers(name, workers, elapsed).await
 }
 
 /// `CONNECTIONS` keep-alive connections, each sending on a fixed schedule
@@ -372,15 +389,7 @@ async fn paced(name: &str, target: SocketAddr, rate: u64, duration: Duration) ->
             while scheduled < end {
                 tokio::time::sleep_until(scheduled.into()).await;
                 let sent = Instant::now();
-                let request = Request::post("/v1/completions")
-                    .header("host", "bench")
-                    .header("content-type", "application/json")
-                    .body(Full::new(Bytes::from_static(REQUEST_BODY.as_bytes())))
-                    .expect("request");
-                sender.ready().await.expect("connection ready");
-                let response = sender.send_request(request).await.expect("response");
-                assert_eq!(response.status(), 200);
-                response.into_body().collect().await.expect("body");
+                post_completion(&mut sender).await;
                 if scheduled >= start + warm_up {
                     latencies.push(sent.elapsed().as_micros() as u32);
                 }
@@ -389,21 +398,7 @@ async fn paced(name: &str, target: SocketAddr, rate: u64, duration: Duration) ->
             latencies
         }));
     }
-    let mut all = Vec::new();
-    for worker in workers {
-        all.extend(worker.await.expect("worker"));
-    }
-    all.sort_unstable();
-    let outcome = Outcome {
-        rps: all.len() as f64 / duration.as_secs_f64(),
-        p50_us: percentile(&all, 0.50),
-        p99_us: percentile(&all, 0.99),
-    };
-    println!(
-        "{name:>22}: {:>8.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us",
-        outcome.rps, outcome.p50_us, outcome.p99_us
-    );
-    outcome
+    Outcome::of_workers(name, workers, duration).await
 }
 
 fn report_overhead(direct: &Outcome, other: &Outcome) {
