@@ -1,8 +1,9 @@
 //! Decode-only pass-through cost of the proxy, against a fast local backend.
 //!
-//! Scenarios (each `PD_BENCH_SECONDS`, default 3, after a 1 s warm-up):
+//! Scenarios:
 //! - 64 keep-alive connections sending small non-streaming requests as fast
-//!   as answers come (saturation): directly to the backend, through the
+//!   as answers come (saturation; `PD_BENCH_SECONDS` each, default 3,
+//!   after a 1 s warm-up): directly to the backend, through the
 //!   proxy binary (a child process, like nginx) with tracing off, through
 //!   nginx when `nginx` is installed (`pd-proxy/benches/install-nginx.sh`),
 //!   and through the proxy with tracing on at 100 % sampling (spans
@@ -10,9 +11,16 @@
 //!   this process);
 //! - the same 64 connections paced at a fixed total rate below saturation
 //!   (`PD_BENCH_RATE`, default 10,000 req/s), latency counted from each
-//!   request's scheduled time: the latency the proxy adds without queueing;
+//!   send: the latency the proxy adds without queueing. The targets take
+//!   turns in 7 rounds of 1 s (after 250 ms of warm-up each), so that drift
+//!   in the machine's state falls on all of them alike;
 //! - one connection, streaming (SSE) requests: time to the first body byte,
 //!   directly, through the proxy and through nginx.
+//!
+//! Saturation and paced scenarios also run through a bare hyper proxy (this
+//! bench binary re-run as a child process: hyper's HTTP/1 server and the
+//! same pooled hyper client the proxy uses, nothing else): the floor that
+//! the proxy's own layers (routing, tracing, header handling) add to.
 //!
 //! CPU layout (`PD_BENCH_LAYOUT`): `pinned` (the default on two or more
 //! CPUs) keeps the load generator and the backend (this process) on CPU 0
@@ -27,6 +35,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
+use hyper_util::client::legacy::Client as LegacyClient;
+use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use llmd_runtime::testing::otlp_receiver::OtlpReceiver;
 use std::convert::Infallible;
@@ -39,6 +49,10 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
 const CONNECTIONS: usize = 64;
+/// Rounds of the paced scenario, and each round's warm-up and measurement.
+const PACED_ROUNDS: usize = 7;
+const PACED_WARM_UP: Duration = Duration::from_millis(250);
+const PACED_ROUND: Duration = Duration::from_secs(1);
 const REQUEST_BODY: &str = r#"{"model":"m","prompt":"hello","max_tokens":4}"#;
 const RESPONSE_BODY: &str = r#"{"id":"c","choices":[{"text":"hi","finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":1}}"#;
 const SSE_BODY: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
@@ -101,7 +115,15 @@ impl Layout {
     }
 }
 
+/// Set on the bench binary re-run as the bare hyper proxy: the backend's
+/// address.
+const BARE_PROXY_ENV: &str = "PD_BENCH_BARE_PROXY_BACKEND";
+
 fn main() {
+    if let Ok(backend) = std::env::var(BARE_PROXY_ENV) {
+        run_bare_proxy(backend.parse().expect("backend address"));
+        return;
+    }
     let seconds: u64 = env_number("PD_BENCH_SECONDS", 3);
     let rate = env_number("PD_BENCH_RATE", 10_000);
     let layout = Layout::from_env();
@@ -136,6 +158,15 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
         ProxyProcess::start(layout, backend, &[("OTEL_SDK_DISABLED", "true".to_owned())]);
     let plain = load("proxy, tracing off", untraced.address, duration).await;
     report_overhead(&direct, &plain);
+
+    let bare = ProxyProcess::bare(layout, backend);
+    let through_bare = load("bare hyper proxy", bare.address, duration).await;
+    report_overhead(&direct, &through_bare);
+    println!(
+        "  proxy vs bare hyper: p50 {:+.1} us, throughput {:.1} %",
+        plain.p50_us - through_bare.p50_us,
+        100.0 * plain.rps / through_bare.rps
+    );
 
     let nginx = Nginx::start(layout, backend);
     if let Some(nginx) = &nginx {
@@ -175,14 +206,21 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
     println!("  spans received: {}", receiver.spans().len());
     drop(receiver);
 
-    println!("{CONNECTIONS} connections paced at {rate} req/s in total, below saturation");
-    let direct_paced = paced("direct backend", backend, rate, duration).await;
-    let proxy_paced = paced("proxy, tracing off", untraced.address, rate, duration).await;
-    report_overhead(&direct_paced, &proxy_paced);
+    println!(
+        "{CONNECTIONS} connections paced at {rate} req/s in total, below saturation; \
+         {PACED_ROUNDS} interleaved rounds of {} ms per target",
+        PACED_ROUND.as_millis()
+    );
+    let mut targets = vec![
+        ("direct backend", backend),
+        ("proxy, tracing off", untraced.address),
+        ("bare hyper proxy", bare.address),
+    ];
     if let Some(nginx) = &nginx {
-        let nginx_paced = paced("nginx proxy_pass", nginx.address, rate, duration).await;
-        report_overhead(&direct_paced, &nginx_paced);
+        targets.push(("nginx proxy_pass", nginx.address));
     }
+    paced_rounds(&targets, rate).await;
+    drop(bare);
 
     println!("1 connection, streaming responses: time to first byte");
     let direct_ttfb = ttfb("direct backend", backend, duration).await;
@@ -230,12 +268,27 @@ impl ProxyProcess {
                 &format!("--vllm-port={}", backend.port()),
             ])
             .env_remove("OTEL_SDK_DISABLED")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped());
+            .env("RUST_LOG", "warn");
         for (key, value) in env {
             command.env(key, value);
         }
-        let mut child = command.spawn().expect("proxy binary starts");
+        ProxyProcess::spawn(command)
+    }
+
+    /// This bench binary, re-run as the bare hyper proxy.
+    fn bare(layout: Layout, backend: SocketAddr) -> ProxyProcess {
+        let program = std::env::current_exe().expect("bench binary path");
+        let mut command = layout.command(program.to_str().expect("UTF-8 path"));
+        command.env(BARE_PROXY_ENV, backend.to_string());
+        ProxyProcess::spawn(command)
+    }
+
+    /// Starts `command`, which prints `... listening on ADDRESS` first.
+    fn spawn(mut command: Command) -> ProxyProcess {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("proxy starts");
         let mut line = String::new();
         let stdout = child.stdout.take().expect("stdout");
         BufReader::new(stdout)
@@ -256,6 +309,49 @@ impl Drop for ProxyProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The bare hyper proxy: hyper's HTTP/1 server forwarding every request,
+/// body streaming, to `backend` through hyper's pooled client, on a
+/// current-thread runtime.
+fn run_bare_proxy(backend: SocketAddr) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async move {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        println!(
+            "bare proxy listening on {}",
+            listener.local_addr().expect("address")
+        );
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client = LegacyClient::builder(TokioExecutor::new()).build::<_, Incoming>(connector);
+        let authority: http::uri::Authority = backend.to_string().parse().expect("authority");
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let client = client.clone();
+            let authority = authority.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |request: Request<Incoming>| {
+                    let (mut parts, body) = request.into_parts();
+                    let mut uri = http::uri::Parts::default();
+                    uri.scheme = Some(http::uri::Scheme::HTTP);
+                    uri.authority = Some(authority.clone());
+                    uri.path_and_query = parts.uri.path_and_query().cloned();
+                    parts.uri = http::Uri::from_parts(uri).expect("upstream URI");
+                    client.request(Request::from_parts(parts, body))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
 }
 
 /// A minimal HTTP/1 backend: small JSON, or SSE when the path says so.
@@ -301,10 +397,8 @@ struct Outcome {
 }
 
 impl Outcome {
-    /// Gathers the latencies (µs) the `workers` measured over `measured`,
-    /// and prints the outcome under `name`.
+    /// Gathers the latencies (µs) the `workers` measured over `measured`.
     async fn of_workers(
-        name: &str,
         workers: Vec<tokio::task::JoinHandle<Vec<u32>>>,
         measured: Duration,
     ) -> Outcome {
@@ -313,16 +407,18 @@ impl Outcome {
             all.extend(worker.await.expect("worker"));
         }
         all.sort_unstable();
-        let outcome = Outcome {
+        Outcome {
             rps: all.len() as f64 / measured.as_secs_f64(),
             p50_us: percentile(&all, 0.50),
             p99_us: percentile(&all, 0.99),
-        };
+        }
+    }
+
+    fn print(&self, name: &str) {
         println!(
             "{name:>22}: {:>8.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us",
-            outcome.rps, outcome.p50_us, outcome.p99_us
+            self.rps, self.p50_us, self.p99_us
         );
-        outcome
     }
 }
 
@@ -367,16 +463,18 @@ async fn load(name: &str, target: SocketAddr, duration: Duration) -> Outcome {
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
     stop.store(true, Ordering::Relaxed);
-    Outcome::of_workers(name, workers, elapsed).await
+    let outcome = Outcome::of_workers(workers, elapsed).await;
+    outcome.print(name);
+    outcome
 }
 
 /// `CONNECTIONS` keep-alive connections, each sending on a fixed schedule
 /// so that all together offer `rate` requests per second (tokio's timer
 /// ticks in milliseconds, so a request's latency runs from its send, not
 /// from its scheduled time).
-async fn paced(name: &str, target: SocketAddr, rate: u64, duration: Duration) -> Outcome {
+async fn paced(target: SocketAddr, rate: u64, duration: Duration) -> Outcome {
     let interval = Duration::from_secs_f64(CONNECTIONS as f64 / rate as f64);
-    let warm_up = Duration::from_secs(1);
+    let warm_up = PACED_WARM_UP;
     let start = Instant::now() + Duration::from_millis(50);
     let end = start + warm_up + duration;
     let mut workers = Vec::new();
@@ -398,7 +496,43 @@ async fn paced(name: &str, target: SocketAddr, rate: u64, duration: Duration) ->
             latencies
         }));
     }
-    Outcome::of_workers(name, workers, duration).await
+    Outcome::of_workers(workers, duration).await
+}
+
+/// Paced load on each target in turn, `PACED_ROUNDS` times over, so that
+/// drift in the machine's state falls on every target alike; prints each
+/// target's median p50 and, against the first target (the backend called
+/// directly), the median and range of the p50 it adds per round.
+async fn paced_rounds(targets: &[(&str, SocketAddr)], rate: u64) {
+    let mut p50s = vec![Vec::new(); targets.len()];
+    for _ in 0..PACED_ROUNDS {
+        for (p50s, (_, target)) in p50s.iter_mut().zip(targets) {
+            p50s.push(paced(*target, rate, PACED_ROUND).await.p50_us);
+        }
+    }
+    for (index, (name, _)) in targets.iter().enumerate() {
+        let mut added: Vec<f64> = p50s[index]
+            .iter()
+            .zip(&p50s[0])
+            .map(|(p50, direct)| p50 - direct)
+            .collect();
+        added.sort_by(f64::total_cmp);
+        let mut own = p50s[index].clone();
+        own.sort_by(f64::total_cmp);
+        print!(
+            "{name:>22}: p50 {:>7.1} us (median of rounds)",
+            own[own.len() / 2]
+        );
+        if index > 0 {
+            print!(
+                ", added {:+.1} us (rounds {:+.1} to {:+.1})",
+                added[added.len() / 2],
+                added[0],
+                added[added.len() - 1]
+            );
+        }
+        println!();
+    }
 }
 
 fn report_overhead(direct: &Outcome, other: &Outcome) {
