@@ -101,6 +101,7 @@ where
 /// span will be recorded, so the attributes go in the builder (the SDK's
 /// cheapest path); otherwise they are evaluated only once the sampler has
 /// decided to record.
+#[inline]
 fn start_recorded<A, F>(
     meta: &'static SpanMeta,
     parent: &Context,
