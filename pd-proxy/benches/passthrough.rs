@@ -38,6 +38,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client as LegacyClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use llmd_pd_proxy::passthrough::plain_upstream_uri;
 use llmd_runtime::testing::otlp_receiver::OtlpReceiver;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -339,11 +340,7 @@ fn run_bare_proxy(backend: SocketAddr) {
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
                     let (mut parts, body) = request.into_parts();
-                    let mut uri = http::uri::Parts::default();
-                    uri.scheme = Some(http::uri::Scheme::HTTP);
-                    uri.authority = Some(authority.clone());
-                    uri.path_and_query = parts.uri.path_and_query().cloned();
-                    parts.uri = http::Uri::from_parts(uri).expect("upstream URI");
+                    parts.uri = plain_upstream_uri(&authority, &parts.uri).expect("upstream URI");
                     client.request(Request::from_parts(parts, body))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -474,9 +471,8 @@ async fn load(name: &str, target: SocketAddr, duration: Duration) -> Outcome {
 /// from its scheduled time).
 async fn paced(target: SocketAddr, rate: u64, duration: Duration) -> Outcome {
     let interval = Duration::from_secs_f64(CONNECTIONS as f64 / rate as f64);
-    let warm_up = PACED_WARM_UP;
     let start = Instant::now() + Duration::from_millis(50);
-    let end = start + warm_up + duration;
+    let end = start + PACED_WARM_UP + duration;
     let mut workers = Vec::new();
     for connection in 0..CONNECTIONS {
         let offset = interval.mul_f64(connection as f64 / CONNECTIONS as f64);
@@ -488,7 +484,7 @@ async fn paced(target: SocketAddr, rate: u64, duration: Duration) -> Outcome {
                 tokio::time::sleep_until(scheduled.into()).await;
                 let sent = Instant::now();
                 post_completion(&mut sender).await;
-                if scheduled >= start + warm_up {
+                if scheduled >= start + PACED_WARM_UP {
                     latencies.push(sent.elapsed().as_micros() as u32);
                 }
                 scheduled += interval;

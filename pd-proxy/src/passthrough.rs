@@ -25,17 +25,7 @@ pub async fn forward(upstreams: &Upstreams, decoder: &Decoder, request: Request)
 /// The plain-HTTP path: the body streams both ways with its length kept.
 async fn forward_plain(client: &PlainClient, decoder: &Decoder, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(decoder.authority.clone());
-    uri.path_and_query = Some(
-        parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
-    let Ok(uri) = http::Uri::from_parts(uri) else {
+    let Ok(uri) = plain_upstream_uri(&decoder.authority, &parts.uri) else {
         return ProxyError::DecoderFailed.into_response();
     };
     let content_length = parts.headers.remove(http::header::CONTENT_LENGTH);
@@ -57,6 +47,24 @@ async fn forward_plain(client: &PlainClient, decoder: &Decoder, request: Request
             _ => ProxyError::DecoderFailed.into_response(),
         },
     }
+}
+
+/// The plain-HTTP URI of `inbound`'s path and query (`/` when it has
+/// none) at `authority`.
+pub fn plain_upstream_uri(
+    authority: &http::uri::Authority,
+    inbound: &http::Uri,
+) -> Result<http::Uri, http::uri::InvalidUriParts> {
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(http::uri::Scheme::HTTP);
+    uri.authority = Some(authority.clone());
+    uri.path_and_query = Some(
+        inbound
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+    );
+    http::Uri::from_parts(uri)
 }
 
 /// The TLS path, through reqwest.
