@@ -8,11 +8,10 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use llmd_runtime::span::{self, SpanMeta};
 use llmd_runtime::state::{self, UnsampledParent};
-use llmd_runtime::telemetry::{self, TelemetryConfig};
+use llmd_runtime::telemetry::{self, OtlpExporter, OtlpSettings, Protocol, TelemetryConfig};
 use llmd_runtime::testing::otlp_receiver::OtlpReceiver;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, TracerProvider as _};
-use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{
     BatchSpanProcessor, Sampler, SdkTracerProvider, SpanData, SpanExporter,
@@ -117,11 +116,13 @@ fn span_end(c: &mut Criterion) {
     let exporter = {
         let runtime = tokio::runtime::Runtime::new().expect("runtime");
         let _entered = runtime.enter();
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(grpc)
-            .build()
-            .expect("exporter");
+        let exporter = OtlpExporter::new(&OtlpSettings {
+            protocol: Protocol::Grpc,
+            endpoint: grpc,
+            headers: Vec::new(),
+            timeout: telemetry::DEFAULT_OTLP_TIMEOUT,
+        })
+        .expect("exporter");
         std::mem::forget(runtime);
         exporter
     };

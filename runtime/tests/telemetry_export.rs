@@ -372,3 +372,79 @@ fn on_current_thread_runtime<T: Send + 'static>(
         .recv_timeout(PATIENCE)
         .unwrap_or_else(|_| panic!("{what} inside a current-thread runtime did not return"))
 }
+
+/// An OTLP/HTTP collector that answers the first request with 503 and a
+/// `Retry-After` of 0 s, then accepts; returns its traces URL and the
+/// span count of every request it saw, in order.
+fn unavailable_once() -> (String, std::sync::Arc<Mutex<Vec<usize>>>) {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("non-blocking");
+    let url = format!(
+        "http://{}/v1/traces",
+        listener.local_addr().expect("address")
+    );
+    let handler_seen = seen.clone();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let app = axum::Router::new().route(
+                "/v1/traces",
+                axum::routing::post(move |body: axum::body::Bytes| {
+                    let seen = handler_seen.clone();
+                    async move {
+                        let spans = ExportTraceServiceRequest::decode(body)
+                            .map(|request| {
+                                request
+                                    .resource_spans
+                                    .iter()
+                                    .flat_map(|r| &r.scope_spans)
+                                    .map(|s| s.spans.len())
+                                    .sum()
+                            })
+                            .unwrap_or(0);
+                        let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
+                        seen.push(spans);
+                        if seen.len() == 1 {
+                            (
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                [("retry-after", "0")],
+                            )
+                        } else {
+                            (axum::http::StatusCode::OK, [("retry-after", "0")])
+                        }
+                    }
+                }),
+            );
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            let _ = axum::serve(listener, app).await;
+        });
+    });
+    (url, seen)
+}
+
+#[test]
+fn a_transient_collector_failure_is_retried_and_nothing_is_lost() {
+    let _serial = serial();
+    let (url, seen) = unavailable_once();
+    let guard = telemetry::init_with(config(&[
+        ("OTEL_TRACES_SAMPLER", "always_on"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &url),
+    ]));
+    parent_and_child();
+    guard.force_flush().expect("flush");
+    let stats = guard.stats();
+    assert_eq!((stats.exported, stats.failed), (2, 0), "{stats:?}");
+    assert_eq!(
+        *seen.lock().unwrap_or_else(PoisonError::into_inner),
+        [2, 2],
+        "the same two spans, sent again after the 503"
+    );
+    guard.shutdown().expect("clean shutdown");
+}

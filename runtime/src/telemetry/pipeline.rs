@@ -2,11 +2,11 @@
 
 use super::config::TelemetryConfig;
 use super::console::ConsoleExporter;
-use super::exporter::{ExporterSetting, OtlpSettings, Protocol};
+use super::exporter::ExporterSetting;
+use super::otlp::OtlpExporter;
 use super::processor::{BoundedBatchProcessor, Counters, FailureReport};
 use super::warning::Warning;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanExporter};
@@ -39,7 +39,7 @@ pub(crate) fn start(
         }
         ExporterSetting::Otlp(otlp) => {
             let otlp = otlp.clone();
-            let build = move || otlp_exporter(&otlp);
+            let build = move || OtlpExporter::new(&otlp);
             start_processor(config, resource, build, counters, report_failure).map(Some)
         }
     };
@@ -97,58 +97,4 @@ fn resource(config: &TelemetryConfig) -> Resource {
         )
         .with_service_name(config.service_name.clone())
         .build()
-}
-
-/// Builds the OTLP exporter; runs on the export thread, inside its runtime.
-fn otlp_exporter(settings: &OtlpSettings) -> Result<opentelemetry_otlp::SpanExporter, String> {
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    let built = match settings.protocol {
-        Protocol::Grpc => builder
-            .with_tonic()
-            .with_endpoint(settings.endpoint.clone())
-            .with_timeout(settings.timeout)
-            .with_metadata(grpc_metadata(&settings.headers))
-            .build(),
-        Protocol::HttpProtobuf | Protocol::HttpJson => {
-            let protocol = if settings.protocol == Protocol::HttpJson {
-                opentelemetry_otlp::Protocol::HttpJson
-            } else {
-                opentelemetry_otlp::Protocol::HttpBinary
-            };
-            builder
-                .with_http()
-                .with_http_client(http_client(settings)?)
-                .with_endpoint(settings.endpoint.clone())
-                .with_protocol(protocol)
-                .with_timeout(settings.timeout)
-                .with_headers(settings.headers.iter().cloned().collect())
-                .build()
-        }
-    };
-    built.map_err(|error| error.to_string())
-}
-
-fn grpc_metadata(headers: &[(String, String)]) -> tonic::metadata::MetadataMap {
-    let headers = headers
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((
-                http::HeaderName::try_from(name.as_str()).ok()?,
-                http::HeaderValue::try_from(value.as_str()).ok()?,
-            ))
-        })
-        .collect();
-    tonic::metadata::MetadataMap::from_headers(headers)
-}
-
-/// Our own reqwest client (rustls with the ring provider).
-fn http_client(settings: &OtlpSettings) -> Result<reqwest::Client, String> {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Another thread may install one first; either way one is set.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
-    reqwest::Client::builder()
-        .timeout(settings.timeout)
-        .build()
-        .map_err(|error| format!("cannot build the HTTP client: {error}"))
 }

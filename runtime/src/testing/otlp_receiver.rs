@@ -71,6 +71,8 @@ pub struct OtlpReceiver {
 
 #[derive(Default)]
 struct Store {
+    /// Whether spans and request bodies are kept, or only counted.
+    counting_only: bool,
     received: Mutex<Received>,
     changed: Condvar,
 }
@@ -79,17 +81,32 @@ struct Store {
 struct Received {
     spans: Vec<ReceivedSpan>,
     requests: Vec<RawRequest>,
+    span_count: usize,
 }
 
 impl OtlpReceiver {
     /// Binds both servers on ephemeral loopback ports and starts them.
     pub fn start() -> std::io::Result<OtlpReceiver> {
+        OtlpReceiver::start_with(false)
+    }
+
+    /// A receiver that decodes every request but keeps neither spans nor
+    /// bodies, only [`OtlpReceiver::span_count`]: for benchmarks, where
+    /// the collector should cost the machine as little as it can.
+    pub fn start_counting() -> std::io::Result<OtlpReceiver> {
+        OtlpReceiver::start_with(true)
+    }
+
+    fn start_with(counting_only: bool) -> std::io::Result<OtlpReceiver> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("otlp-receiver")
             .enable_all()
             .build()?;
-        let store = Arc::new(Store::default());
+        let store = Arc::new(Store {
+            counting_only,
+            ..Store::default()
+        });
         let grpc_router =
             tonic::service::Routes::new(TraceServiceServer::new(GrpcTraces(store.clone())))
                 .into_axum_router();
@@ -125,6 +142,11 @@ impl OtlpReceiver {
     /// The spans received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.store.lock().spans.clone()
+    }
+
+    /// How many spans were received so far (kept or only counted).
+    pub fn span_count(&self) -> usize {
+        self.store.lock().span_count
     }
 
     /// The request bodies received so far.
@@ -203,6 +225,15 @@ impl Store {
 
     fn keep_spans(&self, transport: Transport, export: ExportTraceServiceRequest) {
         let mut received = self.lock();
+        received.span_count += export
+            .resource_spans
+            .iter()
+            .flat_map(|resource_spans| &resource_spans.scope_spans)
+            .map(|scope_spans| scope_spans.spans.len())
+            .sum::<usize>();
+        if self.counting_only {
+            return;
+        }
         for resource_spans in export.resource_spans {
             let service_name = resource_spans
                 .resource
@@ -242,7 +273,11 @@ fn serve(
         let _entered = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    let router = router.layer(middleware::from_fn_with_state(store, keep_raw_body));
+    let router = if store.counting_only {
+        router
+    } else {
+        router.layer(middleware::from_fn_with_state(store, keep_raw_body))
+    };
     runtime.spawn(async move { axum::serve(listener, router).await });
     Ok(address)
 }

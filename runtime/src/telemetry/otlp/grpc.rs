@@ -1,0 +1,186 @@
+//! OTLP/gRPC: one unary `TraceService/Export` call per batch over a tonic
+//! channel, the request body already encoded.
+
+use super::response::ExportTraceServiceResponse;
+use super::{SendError, USER_AGENT};
+use crate::telemetry::exporter::OtlpSettings;
+use bytes::{Buf, BufMut, Bytes};
+use http::uri::PathAndQuery;
+use tonic::Code;
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::MetadataMap;
+use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+
+/// The gRPC method every batch is sent to.
+const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+/// A lazily connecting channel to the collector and the metadata sent with
+/// every call.
+pub(crate) struct GrpcTransport {
+    client: tonic::client::Grpc<Channel>,
+    metadata: MetadataMap,
+}
+
+impl GrpcTransport {
+    /// Builds the channel (it connects on first use, so a collector that
+    /// is not up yet is not an error here). Must run inside a tokio
+    /// runtime.
+    pub(crate) fn new(settings: &OtlpSettings) -> Result<GrpcTransport, String> {
+        let invalid = |error: tonic::transport::Error| {
+            format!("invalid gRPC endpoint {}: {error}", settings.endpoint)
+        };
+        let mut endpoint = Endpoint::from_shared(settings.endpoint.clone())
+            .map_err(invalid)?
+            .user_agent(USER_AGENT)
+            .map_err(invalid)?
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout);
+        if settings.endpoint.starts_with("https://") {
+            endpoint = endpoint
+                .tls_config(ClientTlsConfig::new().with_native_roots())
+                .map_err(invalid)?;
+        }
+        Ok(GrpcTransport {
+            client: tonic::client::Grpc::new(endpoint.connect_lazy()),
+            metadata: metadata(&settings.headers),
+        })
+    }
+
+    /// Sends one encoded request.
+    pub(crate) async fn send(&self, body: Bytes) -> Result<ExportTraceServiceResponse, SendError> {
+        let mut client = self.client.clone();
+        client.ready().await.map_err(|error| {
+            SendError::retryable(format!("cannot reach the collector: {error}"))
+        })?;
+        let mut request = tonic::Request::new(body);
+        *request.metadata_mut() = self.metadata.clone();
+        client
+            .unary(request, PathAndQuery::from_static(EXPORT_PATH), ExportCodec)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(status_error)
+    }
+}
+
+/// A failed call; the codes the OTLP specification lists as transient are
+/// retried. The status message is not shown: a collector may echo request
+/// details (such as credentials) in it.
+fn status_error(status: tonic::Status) -> SendError {
+    let mut description = format!("gRPC status {:?}", status.code());
+    let mut cause = std::error::Error::source(&status);
+    if cause.is_none() {
+        description.push_str(" from the collector");
+    }
+    // Raised by the transport itself: connection refused, DNS, TLS.
+    let mut last = String::new();
+    while let Some(error) = cause {
+        let text = error.to_string();
+        // Layers of the transport often repeat their inner error's text.
+        if text != last {
+            description.push_str(": ");
+            description.push_str(&text);
+        }
+        last = text;
+        cause = error.source();
+    }
+    match status.code() {
+        Code::Cancelled
+        | Code::DeadlineExceeded
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::OutOfRange
+        | Code::Unavailable
+        | Code::DataLoss => SendError::retryable(description),
+        _ => SendError::permanent(description),
+    }
+}
+
+/// `OTEL_EXPORTER_OTLP_HEADERS` as gRPC metadata (the settings hold only
+/// entries that are valid headers).
+fn metadata(headers: &[(String, String)]) -> MetadataMap {
+    let headers = headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                http::HeaderName::try_from(name.as_str()).ok()?,
+                http::HeaderValue::try_from(value.as_str()).ok()?,
+            ))
+        })
+        .collect();
+    MetadataMap::from_headers(headers)
+}
+
+/// Sends pre-encoded request bytes and decodes the collector's answer.
+struct ExportCodec;
+
+impl Codec for ExportCodec {
+    type Encode = Bytes;
+    type Decode = ExportTraceServiceResponse;
+    type Encoder = ExportCodec;
+    type Decoder = ExportCodec;
+
+    fn encoder(&mut self) -> ExportCodec {
+        ExportCodec
+    }
+
+    fn decoder(&mut self) -> ExportCodec {
+        ExportCodec
+    }
+}
+
+impl Encoder for ExportCodec {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for ExportCodec {
+    type Item = ExportTraceServiceResponse;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut DecodeBuf<'_>,
+    ) -> Result<Option<ExportTraceServiceResponse>, tonic::Status> {
+        let body = src.copy_to_bytes(src.remaining());
+        ExportTraceServiceResponse::decode(body)
+            .map(Some)
+            .map_err(|error| tonic::Status::internal(format!("bad export response: {error}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_codes_are_retried_and_messages_are_not_shown() {
+        for code in [
+            Code::Unavailable,
+            Code::ResourceExhausted,
+            Code::DeadlineExceeded,
+        ] {
+            let error = status_error(tonic::Status::new(code, "token=secret"));
+            assert!(error.retryable, "{code:?}");
+            assert!(
+                !error.description.contains("secret"),
+                "{}",
+                error.description
+            );
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::Unauthenticated,
+            Code::Unimplemented,
+        ] {
+            assert!(
+                !status_error(tonic::Status::new(code, "")).retryable,
+                "{code:?}"
+            );
+        }
+    }
+}

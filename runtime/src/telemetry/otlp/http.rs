@@ -1,0 +1,127 @@
+//! OTLP/HTTP: one `POST` of the encoded request per batch.
+
+use super::response::ExportTraceServiceResponse;
+use super::{Encoding, SendError, USER_AGENT};
+use crate::telemetry::exporter::OtlpSettings;
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use std::time::Duration;
+
+/// The client, URL and headers of every export request.
+pub(crate) struct HttpTransport {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    headers: HeaderMap,
+    encoding: Encoding,
+}
+
+impl HttpTransport {
+    /// Builds the client (rustls with the ring provider).
+    pub(crate) fn new(
+        settings: &OtlpSettings,
+        encoding: Encoding,
+    ) -> Result<HttpTransport, String> {
+        if rustls::crypto::CryptoProvider::get_default().is_none() {
+            // Another thread may install one first; either way one is set.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let url = reqwest::Url::parse(&settings.endpoint)
+            .map_err(|error| format!("invalid OTLP endpoint {}: {error}", settings.endpoint))?;
+        let client = reqwest::Client::builder()
+            .timeout(settings.timeout)
+            .user_agent(USER_AGENT)
+            .build()
+            .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
+        let mut headers: HeaderMap = settings
+            .headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    HeaderName::try_from(name.as_str()).ok()?,
+                    HeaderValue::try_from(value.as_str()).ok()?,
+                ))
+            })
+            .collect();
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static(encoding.content_type()),
+        );
+        Ok(HttpTransport {
+            client,
+            url,
+            headers,
+            encoding,
+        })
+    }
+
+    /// Sends one encoded request.
+    pub(crate) async fn send(&self, body: Bytes) -> Result<ExportTraceServiceResponse, SendError> {
+        let response = self
+            .client
+            .post(self.url.clone())
+            .headers(self.headers.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| {
+                SendError::retryable(format!(
+                    "cannot reach the collector: {}",
+                    error.without_url()
+                ))
+            })?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(status_error(status, response.headers()));
+        }
+        let body = response.bytes().await.map_err(|error| {
+            SendError::retryable(format!("answer cut short: {}", error.without_url()))
+        })?;
+        // A JSON answer's partial success is not decoded; an unreadable
+        // protobuf answer to a successful request is still a success.
+        Ok(match self.encoding {
+            Encoding::Protobuf => ExportTraceServiceResponse::decode(body).unwrap_or_default(),
+            Encoding::Json => ExportTraceServiceResponse::default(),
+        })
+    }
+}
+
+/// A non-2xx answer: 429, 502, 503 and 504 are transient (OTLP/HTTP), and
+/// a `Retry-After` given in seconds sets the pause before the next try.
+fn status_error(status: StatusCode, headers: &HeaderMap) -> SendError {
+    let description = format!("HTTP status {status} from the collector");
+    match status.as_u16() {
+        429 | 502 | 503 | 504 => {
+            let after = headers
+                .get(RETRY_AFTER)
+                .and_then(|value| value.to_str().ok())
+                .and_then(|value| value.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
+            SendError::retryable(description).after(after)
+        }
+        _ => SendError::permanent(description),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttling_and_gateway_errors_are_retried_after_the_asked_pause() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, HeaderValue::from_static("3"));
+        let throttled = status_error(StatusCode::TOO_MANY_REQUESTS, &headers);
+        assert!(throttled.retryable);
+        assert_eq!(throttled.after, Some(Duration::from_secs(3)));
+        for status in [502, 503, 504] {
+            let status = StatusCode::from_u16(status).unwrap_or_default();
+            let error = status_error(status, &HeaderMap::new());
+            assert!(error.retryable && error.after.is_none(), "{status}");
+        }
+        for status in [400, 401, 404, 413, 500] {
+            let status = StatusCode::from_u16(status).unwrap_or_default();
+            assert!(!status_error(status, &headers).retryable, "{status}");
+        }
+    }
+}
