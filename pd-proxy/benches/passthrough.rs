@@ -163,21 +163,13 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
     let bare = ProxyProcess::bare(layout, backend);
     let through_bare = load("bare hyper proxy", bare.address, duration).await;
     report_overhead(&direct, &through_bare);
-    println!(
-        "  proxy vs bare hyper: p50 {:+.1} us, throughput {:.1} %",
-        plain.p50_us - through_bare.p50_us,
-        100.0 * plain.rps / through_bare.rps
-    );
+    report_proxy_against("bare hyper", &plain, &through_bare);
 
     let nginx = Nginx::start(layout, backend);
     if let Some(nginx) = &nginx {
         let through_nginx = load("nginx proxy_pass", nginx.address, duration).await;
         report_overhead(&direct, &through_nginx);
-        println!(
-            "  proxy vs nginx: p50 {:+.1} us, throughput {:.1} %",
-            plain.p50_us - through_nginx.p50_us,
-            100.0 * plain.rps / through_nginx.rps
-        );
+        report_proxy_against("nginx", &plain, &through_nginx);
     } else {
         println!("nginx not installed (pd-proxy/benches/install-nginx.sh): skipped");
     }
@@ -238,6 +230,15 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
         );
     }
     drop(nginx);
+}
+
+/// Our proxy's p50 and throughput against another proxy's.
+fn report_proxy_against(name: &str, proxy: &Outcome, other: &Outcome) {
+    println!(
+        "  proxy vs {name}: p50 {:+.1} us, throughput {:.1} %",
+        proxy.p50_us - other.p50_us,
+        100.0 * proxy.rps / other.rps
+    );
 }
 
 fn report_tracing(off: &Outcome, on: &Outcome) {

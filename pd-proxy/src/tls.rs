@@ -27,12 +27,6 @@ pub enum TlsError {
     Rustls(#[from] rustls::Error),
 }
 
-/// Makes ring the process's rustls crypto provider (the upstream client
-/// needs one); harmless when one is installed already.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 /// The listener's TLS configuration, or `None` for plain HTTP.
 pub fn server_config(tls: &ListenerTls) -> Result<Option<Arc<ServerConfig>>, TlsError> {
     let (certs, key) = match tls {

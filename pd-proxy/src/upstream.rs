@@ -30,7 +30,7 @@ pub type PlainClient = hyper_util::client::legacy::Client<HttpConnector, axum::b
 impl Upstreams {
     /// Builds the clients for `config`.
     pub fn new(config: &Config) -> Result<Upstreams, reqwest::Error> {
-        crate::tls::install_crypto_provider();
+        llmd_runtime::http::install_crypto_provider();
         Ok(Upstreams {
             prefiller: client(config.prefiller_tls)?,
             decoder: client(config.decoder_tls)?,

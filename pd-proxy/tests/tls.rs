@@ -8,7 +8,7 @@ use llmd_pd_proxy::config::{ListenerTls, UpstreamTls};
 use serde_json::Value;
 
 fn tls_client(trusted_pem: Option<&str>) -> reqwest::Client {
-    llmd_pd_proxy::tls::install_crypto_provider();
+    llmd_runtime::http::install_crypto_provider();
     let builder = reqwest::Client::builder().no_proxy();
     let builder = match trusted_pem {
         Some(pem) => {

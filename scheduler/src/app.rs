@@ -128,10 +128,7 @@ impl App {
 /// Installs ring as the process's rustls provider if none is set, as
 /// reqwest requires one to build any client.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Another thread may install one first; either way one is set.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
+    llmd_runtime::http::install_crypto_provider();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()

@@ -51,7 +51,7 @@ fn per_request_cpu(c: &mut Criterion) {
 }
 
 fn http_completion(c: &mut Criterion) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    llmd_runtime::http::install_crypto_provider();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let (server, client) = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -103,10 +103,7 @@ impl ChatOutcome {
 
 /// An HTTP client for the stack (plain HTTP, HTTP/1.1).
 pub fn http_client() -> Result<reqwest::Client, ClientError> {
-    if rustls::crypto::CryptoProvider::get_default().is_none() {
-        // Another thread may install one first; either way one is set.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    }
+    llmd_runtime::http::install_crypto_provider();
     reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .build()

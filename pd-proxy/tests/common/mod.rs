@@ -361,7 +361,7 @@ pub async fn start_with_connector(decoder: &Fake, connector: KvConnector) -> Pro
 }
 
 pub fn client() -> reqwest::Client {
-    llmd_pd_proxy::tls::install_crypto_provider();
+    llmd_runtime::http::install_crypto_provider();
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
 

@@ -6,14 +6,18 @@
 //! - [`RequestBuilderExt::inject_context`]: carries the current span's
 //!   context on an outbound `reqwest` call
 //!   ([`crate::propagation::inject_current`] for other clients).
+//! - [`install_crypto_provider`]: the rustls provider every TLS client and
+//!   server of the workspace needs.
 
 mod body;
 mod client;
+mod crypto;
 mod open_span;
 mod semconv;
 mod server;
 
 pub use body::TracedBody;
 pub use client::RequestBuilderExt;
+pub use crypto::install_crypto_provider;
 pub use semconv::server_error_type;
 pub use server::{ResponseFuture, ServerTrace, ServerTraceLayer};

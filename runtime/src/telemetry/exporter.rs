@@ -93,6 +93,20 @@ impl ExporterSetting {
 }
 
 impl OtlpSettings {
+    /// [`OtlpSettings::headers`] as a header map (reading the environment
+    /// kept only entries that are valid headers).
+    pub(crate) fn header_map(&self) -> http::HeaderMap {
+        self.headers
+            .iter()
+            .filter_map(|(name, value)| {
+                Some((
+                    http::HeaderName::try_from(name.as_str()).ok()?,
+                    http::HeaderValue::try_from(value.as_str()).ok()?,
+                ))
+            })
+            .collect()
+    }
+
     fn read<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>) -> OtlpSettings {
         let protocol = env.parse_first(
             &[

@@ -16,7 +16,7 @@ pub async fn serve(router: Router) -> SocketAddr {
 
 /// A plain-HTTP client that ignores proxy settings of the environment.
 pub fn client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    llmd_runtime::http::install_crypto_provider();
     reqwest::Client::builder()
         .no_proxy()
         .build()

@@ -67,8 +67,7 @@ impl Sim {
 
 /// An HTTP client (reqwest is built without a default TLS provider).
 pub fn client() -> reqwest::Client {
-    // Another test may have installed it already.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    llmd_runtime::http::install_crypto_provider();
     reqwest::Client::new()
 }
 

@@ -42,7 +42,7 @@ impl GrpcTransport {
         }
         Ok(GrpcTransport {
             client: tonic::client::Grpc::new(endpoint.connect_lazy()),
-            metadata: metadata(&settings.headers),
+            metadata: MetadataMap::from_headers(settings.header_map()),
         })
     }
 
@@ -93,21 +93,6 @@ fn status_error(status: tonic::Status) -> SendError {
         | Code::DataLoss => SendError::retryable(description),
         _ => SendError::permanent(description),
     }
-}
-
-/// `OTEL_EXPORTER_OTLP_HEADERS` as gRPC metadata (the settings hold only
-/// entries that are valid headers).
-fn metadata(headers: &[(String, String)]) -> MetadataMap {
-    let headers = headers
-        .iter()
-        .filter_map(|(name, value)| {
-            Some((
-                http::HeaderName::try_from(name.as_str()).ok()?,
-                http::HeaderValue::try_from(value.as_str()).ok()?,
-            ))
-        })
-        .collect();
-    MetadataMap::from_headers(headers)
 }
 
 /// Sends pre-encoded request bytes and decodes the collector's answer.

@@ -5,7 +5,7 @@ use super::{Encoding, SendError, USER_AGENT};
 use crate::telemetry::exporter::OtlpSettings;
 use bytes::Bytes;
 use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderMap, HeaderValue, StatusCode};
 use std::time::Duration;
 
 /// The client, URL and headers of every export request.
@@ -22,10 +22,7 @@ impl HttpTransport {
         settings: &OtlpSettings,
         encoding: Encoding,
     ) -> Result<HttpTransport, String> {
-        if rustls::crypto::CryptoProvider::get_default().is_none() {
-            // Another thread may install one first; either way one is set.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
+        crate::http::install_crypto_provider();
         let url = reqwest::Url::parse(&settings.endpoint)
             .map_err(|error| format!("invalid OTLP endpoint {}: {error}", settings.endpoint))?;
         let client = reqwest::Client::builder()
@@ -33,16 +30,7 @@ impl HttpTransport {
             .user_agent(USER_AGENT)
             .build()
             .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
-        let mut headers: HeaderMap = settings
-            .headers
-            .iter()
-            .filter_map(|(name, value)| {
-                Some((
-                    HeaderName::try_from(name.as_str()).ok()?,
-                    HeaderValue::try_from(value.as_str()).ok()?,
-                ))
-            })
-            .collect();
+        let mut headers = settings.header_map();
         headers.insert(
             CONTENT_TYPE,
             HeaderValue::from_static(encoding.content_type()),

@@ -273,10 +273,8 @@ fn every_protocol_builds_an_exporter_including_grpc_over_tls() {
     use crate::telemetry::exporter::{OtlpSettings, Protocol};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
-        .build();
-    let Ok(runtime) = runtime else {
-        panic!("no runtime");
-    };
+        .build()
+        .expect("a runtime");
     let _entered = runtime.enter();
     for (protocol, endpoint) in [
         (Protocol::Grpc, "http://127.0.0.1:4317"),
@@ -296,4 +294,28 @@ fn every_protocol_builds_an_exporter_including_grpc_over_tls() {
         let built = super::OtlpExporter::new(&settings);
         assert!(built.is_ok(), "{protocol} {endpoint}: {:?}", built.err());
     }
+}
+
+#[test]
+fn configured_headers_become_request_headers() {
+    use crate::telemetry::exporter::{OtlpSettings, Protocol};
+    let settings = OtlpSettings {
+        protocol: Protocol::Grpc,
+        endpoint: "http://127.0.0.1:4317".to_owned(),
+        headers: vec![
+            ("authorization".to_owned(), "Bearer t".to_owned()),
+            ("x-tenant".to_owned(), "a".to_owned()),
+        ],
+        timeout: Duration::from_secs(1),
+    };
+    let headers = settings.header_map();
+    assert_eq!(headers.len(), 2);
+    assert_eq!(
+        headers.get("authorization").map(|v| v.as_bytes()),
+        Some(&b"Bearer t"[..])
+    );
+    assert_eq!(
+        headers.get("x-tenant").map(|v| v.as_bytes()),
+        Some(&b"a"[..])
+    );
 }
