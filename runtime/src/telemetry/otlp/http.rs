@@ -43,6 +43,11 @@ impl HttpTransport {
         })
     }
 
+    /// How this transport's request bodies are encoded.
+    pub(crate) fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
     /// Sends one encoded request.
     pub(crate) async fn send(&self, body: Bytes) -> Result<ExportTraceServiceResponse, SendError> {
         let response = self

@@ -73,7 +73,6 @@ enum Transport {
 /// OTLP/HTTP protobuf or OTLP/HTTP JSON, as [`OtlpSettings`] say.
 pub struct OtlpExporter {
     transport: Transport,
-    encoding: Encoding,
     endpoint: String,
     resource: Resource,
     /// The size of the last request, to allocate the next one in one go.
@@ -87,28 +86,31 @@ impl OtlpExporter {
     /// tokio runtime, which then drives its connection; it connects on
     /// first use, so a collector that is not up yet is not an error.
     pub fn new(settings: &OtlpSettings) -> Result<OtlpExporter, String> {
-        let (transport, encoding) = match settings.protocol {
-            Protocol::Grpc => (
-                Transport::Grpc(grpc::GrpcTransport::new(settings)?),
-                Encoding::Protobuf,
-            ),
-            Protocol::HttpProtobuf => (
-                Transport::Http(http::HttpTransport::new(settings, Encoding::Protobuf)?),
-                Encoding::Protobuf,
-            ),
-            Protocol::HttpJson => (
-                Transport::Http(http::HttpTransport::new(settings, Encoding::Json)?),
-                Encoding::Json,
-            ),
+        let transport = match settings.protocol {
+            Protocol::Grpc => Transport::Grpc(grpc::GrpcTransport::new(settings)?),
+            Protocol::HttpProtobuf => {
+                Transport::Http(http::HttpTransport::new(settings, Encoding::Protobuf)?)
+            }
+            Protocol::HttpJson => {
+                Transport::Http(http::HttpTransport::new(settings, Encoding::Json)?)
+            }
         };
         Ok(OtlpExporter {
             transport,
-            encoding,
             endpoint: settings.endpoint.clone(),
             resource: Resource::builder_empty().build(),
             last_request_len: AtomicUsize::new(0),
             partial_success_logged: AtomicBool::new(false),
         })
+    }
+
+    /// How request bodies are encoded: protobuf for gRPC, the transport's
+    /// choice for HTTP.
+    fn encoding(&self) -> Encoding {
+        match &self.transport {
+            Transport::Grpc(_) => Encoding::Protobuf,
+            Transport::Http(http) => http.encoding(),
+        }
     }
 
     async fn send_once(&self, body: Bytes) -> Result<(), SendError> {
@@ -134,7 +136,7 @@ impl fmt::Debug for OtlpExporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OtlpExporter")
             .field("endpoint", &self.endpoint)
-            .field("encoding", &self.encoding)
+            .field("encoding", &self.encoding())
             .finish()
     }
 }
@@ -142,7 +144,7 @@ impl fmt::Debug for OtlpExporter {
 impl SpanExporter for OtlpExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let mut body = Vec::with_capacity(self.last_request_len.load(Ordering::Relaxed));
-        self.encoding.encode(&self.resource, &batch, &mut body);
+        self.encoding().encode(&self.resource, &batch, &mut body);
         drop(batch);
         self.last_request_len.store(body.len(), Ordering::Relaxed);
         let body = Bytes::from(body);
