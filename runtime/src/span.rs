@@ -9,7 +9,7 @@
 //! with the sampled flag 0).
 
 use crate::error::ErrorType;
-use crate::state;
+use crate::state::{self, Installed};
 use opentelemetry::trace::{SpanBuilder, SpanId, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, ContextGuard, KeyValue};
 use std::future::Future;
@@ -61,20 +61,23 @@ where
     F: FnOnce() -> A,
     A: IntoIterator<Item = KeyValue>,
 {
-    if !state::enabled() {
+    let Some(installed) = state::installed() else {
         return match parent {
             Some(parent) => Started::Adopted(parent.clone()),
             None => Started::Skipped,
         };
-    }
+    };
     match parent {
-        Some(parent) => start_under(meta, parent, true, attributes),
-        None => Context::map_current(|current| start_under(meta, current, false, attributes)),
+        Some(parent) => start_under(installed, meta, parent, true, attributes),
+        None => {
+            Context::map_current(|current| start_under(installed, meta, current, false, attributes))
+        }
     }
 }
 
 #[inline]
 fn start_under<A, F>(
+    installed: &Installed,
     meta: &'static SpanMeta,
     parent: &Context,
     explicit: bool,
@@ -86,7 +89,7 @@ where
 {
     let parent_span = parent.span();
     let psc = parent_span.span_context();
-    let follows_parent = psc.is_valid() && state::respects_unsampled_parent();
+    let follows_parent = psc.is_valid() && installed.respects_unsampled_parent;
     if follows_parent && !psc.is_sampled() {
         return if explicit {
             Started::Adopted(parent.clone())
@@ -94,7 +97,7 @@ where
             Started::Skipped
         };
     }
-    start_recorded(meta, parent, follows_parent, attributes)
+    start_recorded(installed, meta, parent, follows_parent, attributes)
 }
 
 /// Starts a span on the SDK. When the sampler follows a sampled parent the
@@ -103,6 +106,7 @@ where
 /// decided to record.
 #[inline]
 fn start_recorded<A, F>(
+    installed: &Installed,
     meta: &'static SpanMeta,
     parent: &Context,
     follows_sampled_parent: bool,
@@ -112,10 +116,6 @@ where
     F: FnOnce() -> A,
     A: IntoIterator<Item = KeyValue>,
 {
-    let installed = state::installed();
-    let Some(installed) = installed.as_ref() else {
-        return Started::Skipped;
-    };
     let builder = SpanBuilder::from_name(meta.name).with_kind(meta.kind.clone());
     if follows_sampled_parent {
         let span = installed

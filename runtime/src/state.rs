@@ -1,10 +1,9 @@
-//! The tracer that spans are started on, installed once by telemetry init
-//! (or by a test capture) and read lock-free on every span start.
+//! The tracer that spans are started on, installed by telemetry init (or by
+//! a test capture) and read with one plain load on every span start.
 
-use arc_swap::ArcSwapOption;
 use opentelemetry_sdk::trace::SdkTracer;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
 
 /// How the installed sampler treats a child whose parent is not sampled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -17,46 +16,57 @@ pub enum UnsampledParent {
     Ignored,
 }
 
+/// An installed tracer and what the span path needs to know about its
+/// sampler.
 pub(crate) struct Installed {
     pub(crate) tracer: SdkTracer,
+    /// Whether a child of a valid, unsampled parent is never sampled, so
+    /// that it can be skipped without asking the SDK.
+    pub(crate) respects_unsampled_parent: bool,
 }
 
-static INSTALLED: ArcSwapOption<Installed> = ArcSwapOption::const_empty();
-static ENABLED: AtomicBool = AtomicBool::new(false);
-static RESPECTS_UNSAMPLED_PARENT: AtomicBool = AtomicBool::new(true);
+/// The installed tracer, or null when none is.
+///
+/// Every value stored here comes from [`Box::leak`] and is never freed, so
+/// a span that read it keeps a valid reference after a later `install` or
+/// `uninstall`, and reading it costs one load: no reference count, no lock,
+/// no per-thread hazard slot. What leaks is one tracer handle (a few hundred
+/// bytes, and its provider) per `install`: once per process when telemetry
+/// starts, once per capture in tests. Telemetry and captures shut their
+/// provider down explicitly, so a leaked handle keeps no export running.
+static INSTALLED: AtomicPtr<Installed> = AtomicPtr::new(ptr::null_mut());
 
 /// Makes `tracer` the one every `#[traced_span]` and HTTP layer span is
-/// started on, replacing any earlier one.
+/// started on, replacing any earlier one. Meant for start-up and tests: each
+/// call keeps its tracer handle for the life of the process (see above).
 pub fn install(tracer: SdkTracer, unsampled_parent: UnsampledParent) {
-    RESPECTS_UNSAMPLED_PARENT.store(
-        unsampled_parent == UnsampledParent::Respected,
-        Ordering::Release,
-    );
-    INSTALLED.store(Some(Arc::new(Installed { tracer })));
-    ENABLED.store(true, Ordering::Release);
+    let installed: &'static mut Installed = Box::leak(Box::new(Installed {
+        tracer,
+        respects_unsampled_parent: unsampled_parent == UnsampledParent::Respected,
+    }));
+    INSTALLED.store(installed, Ordering::Release);
 }
 
 /// Removes the installed tracer: from now on no span is started.
 pub fn uninstall() {
-    ENABLED.store(false, Ordering::Release);
-    INSTALLED.store(None);
+    INSTALLED.store(ptr::null_mut(), Ordering::Release);
 }
 
 /// Whether a tracer is installed.
 #[inline]
 pub fn enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
+    !INSTALLED.load(Ordering::Relaxed).is_null()
 }
 
+/// The installed tracer, if any.
 #[inline]
-pub(crate) fn respects_unsampled_parent() -> bool {
-    RESPECTS_UNSAMPLED_PARENT.load(Ordering::Relaxed)
-}
-
-/// The installed tracer, borrowed without touching its reference count.
-#[inline]
-pub(crate) fn installed() -> arc_swap::Guard<Option<Arc<Installed>>> {
-    INSTALLED.load()
+pub(crate) fn installed() -> Option<&'static Installed> {
+    let installed = INSTALLED.load(Ordering::Acquire);
+    // SAFETY: INSTALLED is either null or a pointer from `Box::leak` in
+    // `install`, which is never freed or mutated, so it is valid and shared
+    // for `'static`; the Acquire load pairs with the Release store, so the
+    // pointee is fully initialised when seen here.
+    unsafe { installed.as_ref() }
 }
 
 impl UnsampledParent {

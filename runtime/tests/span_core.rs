@@ -146,3 +146,83 @@ fn ratio_sampler_that_ignores_parents_is_asked_for_unsampled_children() {
         opentelemetry::trace::SpanId::from(9u64)
     );
 }
+
+/// Collects the names of the spans that end on its provider.
+#[derive(Debug, Default, Clone)]
+struct Names(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+impl opentelemetry_sdk::trace::SpanProcessor for Names {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &Context) {}
+    fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
+        self.0
+            .lock()
+            .expect("names lock")
+            .push(span.name.into_owned());
+    }
+    fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+    fn shutdown_with_timeout(
+        &self,
+        _: std::time::Duration,
+    ) -> opentelemetry_sdk::error::OTelSdkResult {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_new_install_takes_new_spans_and_open_spans_end_where_they_started() {
+    use llmd_runtime::state::{self, UnsampledParent};
+    use opentelemetry::trace::TracerProvider as _;
+    let first = capture();
+    let open = span::start(&OUTER, None, no_attributes).enter();
+
+    let names = Names::default();
+    let second = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(names.clone())
+        .build();
+    state::install(second.tracer("second"), UnsampledParent::Ignored);
+    span::start(&INNER, None, no_attributes).end();
+    drop(open);
+    assert_eq!(*names.0.lock().expect("names lock"), ["llm_d.test.inner"]);
+    assert_eq!(first.one("llm_d.test.outer").name, "llm_d.test.outer");
+    assert!(first.named("llm_d.test.inner").is_empty());
+
+    state::uninstall();
+    assert!(!state::enabled());
+    assert!(matches!(
+        span::start(&INNER, None, no_attributes),
+        Started::Skipped
+    ));
+    assert_eq!(names.0.lock().expect("names lock").len(), 1);
+    let _ = second.shutdown();
+}
+
+#[test]
+fn each_install_brings_its_own_unsampled_parent_rule() {
+    use llmd_runtime::state::{self, UnsampledParent};
+    use opentelemetry::trace::TracerProvider as _;
+    let cap = capture_with(Sampler::AlwaysOn);
+    let unsampled = opentelemetry::trace::SpanContext::new(
+        opentelemetry::trace::TraceId::from(7u128),
+        opentelemetry::trace::SpanId::from(9u64),
+        opentelemetry::trace::TraceFlags::default(),
+        true,
+        Default::default(),
+    );
+    let parent = Context::new().with_remote_span_context(unsampled);
+    assert!(span::start(&OUTER, Some(&parent), no_attributes).is_recording());
+
+    // The same always-on tracer, now declared as respecting unsampled
+    // parents: the child is skipped without asking the sampler.
+    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+        .with_span_processor(Names::default())
+        .build();
+    state::install(provider.tracer("respecting"), UnsampledParent::Respected);
+    assert!(matches!(
+        span::start(&OUTER, Some(&parent), no_attributes),
+        Started::Adopted(_)
+    ));
+    drop(cap);
+    let _ = provider.shutdown();
+}
