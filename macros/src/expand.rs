@@ -10,7 +10,7 @@
 //!   and `return` are seen.
 
 use crate::args::Args;
-use crate::fields::Collection;
+use crate::fields::{Collection, Fields};
 use crate::registry::{Checker, NameKind};
 use proc_macro2::{TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
@@ -38,7 +38,12 @@ pub fn traced_span(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
     }
     let attributes = args
         .attrs
-        .closure(&checker, Collection::Vec)
+        .closure(
+            &checker,
+            Collection::Vec {
+                room: recorded_later(item.block.to_token_stream()),
+            },
+        )
         .map_err(|e| errors.push(e))
         .ok();
     if let Some(mut all) = errors.pop() {
@@ -111,6 +116,35 @@ pub fn traced_span(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
     Ok(quote! { #(#attrs)* #vis #sig #body })
 }
 
+/// Most attributes a span's list is sized for ahead (the SDK's default
+/// limit per span).
+const MAX_ROOM: usize = 128;
+
+/// How many attributes the `record!` calls in `body` may add to the span:
+/// the keys of every `record!(..)` found, at any depth, capped at
+/// [`MAX_ROOM`]. Only a size hint: calls in other functions are not seen,
+/// and calls that do not run cost a little unused room.
+fn recorded_later(body: TokenStream) -> usize {
+    let mut count = 0;
+    let mut tokens = body.into_iter().peekable();
+    while let Some(token) = tokens.next() {
+        match token {
+            TokenTree::Ident(ident) if ident == "record" => {
+                let bang = matches!(tokens.peek(), Some(TokenTree::Punct(p)) if p.as_char() == '!');
+                if bang {
+                    tokens.next();
+                    if let Some(TokenTree::Group(args)) = tokens.peek() {
+                        count += syn::parse2::<Fields>(args.stream()).map_or(0, |f| f.0.len());
+                    }
+                }
+            }
+            TokenTree::Group(group) => count += recorded_later(group.stream()),
+            _ => {}
+        }
+    }
+    count.min(MAX_ROOM)
+}
+
 /// The type forced on an async body's output, so `?` converts into the
 /// declared error type; inferred when it mentions `impl Trait`.
 fn output_type(output: &ReturnType) -> TokenStream {
@@ -163,5 +197,39 @@ fn async_trait_block(block: &mut Block) -> Option<&mut ExprAsync> {
     match args.first_mut() {
         Some(Expr::Async(inner)) if inner.capture.is_some() => Some(inner),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_ROOM, recorded_later};
+    use quote::quote;
+
+    #[test]
+    fn counts_the_keys_of_every_record_call_at_any_depth() {
+        let body = quote! {{
+            record!(llm_d.a = 1);
+            if ready {
+                for x in xs {
+                    ::llmd_runtime::record!(llm_d.b = x, llm_d.c = 2);
+                }
+            }
+            let f = || record!(llm_d.d = 4,);
+            event!("llm_d.e", llm_d.f = 5);
+            let record = 1;
+            record_total(record);
+        }};
+        assert_eq!(recorded_later(body), 4);
+    }
+
+    #[test]
+    fn ignores_record_calls_it_cannot_read() {
+        assert_eq!(recorded_later(quote! {{ record!(); record!(= 1); }}), 0);
+    }
+
+    #[test]
+    fn caps_the_room_at_the_sdk_limit() {
+        let calls = (0..MAX_ROOM + 5).map(|_| quote! { record!(llm_d.a = 1); });
+        assert_eq!(recorded_later(quote! {{ #(#calls)* }}), MAX_ROOM);
     }
 }

@@ -94,7 +94,12 @@ impl Fields {
     /// copying) or as an array (when they are set one by one).
     pub fn closure(&self, checker: &Checker, collection: Collection) -> syn::Result<TokenStream> {
         if self.0.is_empty() {
-            return Ok(quote! { ::llmd_runtime::span::no_attributes });
+            return Ok(match collection {
+                Collection::Vec { room } if room > 0 => {
+                    quote! { || ::llmd_runtime::span::attributes_with_room([], #room) }
+                }
+                _ => quote! { ::llmd_runtime::span::no_attributes },
+            });
         }
         let mut pairs = Vec::new();
         let mut errors: Option<syn::Error> = None;
@@ -121,7 +126,10 @@ impl Fields {
             }
         }
         Ok(match collection {
-            Collection::Vec => quote! { || ::std::vec![#(#pairs),*] },
+            Collection::Vec { room: 0 } => quote! { || ::std::vec![#(#pairs),*] },
+            Collection::Vec { room } => {
+                quote! { || ::llmd_runtime::span::attributes_with_room([#(#pairs),*], #room) }
+            }
             Collection::Array => quote! { || [#(#pairs),*] },
         })
     }
@@ -130,8 +138,12 @@ impl Fields {
 /// How a closure built by [`Fields::closure`] returns its pairs.
 #[derive(Clone, Copy)]
 pub enum Collection {
-    /// A `Vec`, for span starts and events.
-    Vec,
+    /// A `Vec`, for span starts and events, with room for `room` more
+    /// pairs set later (so that `record!` does not regrow the span's list).
+    Vec {
+        /// Pairs expected after these.
+        room: usize,
+    },
     /// An array, for attributes set one by one.
     Array,
 }

@@ -57,7 +57,7 @@ pub fn event(input: EventInput) -> syn::Result<TokenStream> {
     let name_check = checker
         .name(NameKind::Event, &input.name.value())
         .map_err(|problem| syn::Error::new(input.name.span(), problem));
-    let attributes = input.fields.closure(&checker, Collection::Vec);
+    let attributes = input.fields.closure(&checker, Collection::Vec { room: 0 });
     let attributes = match (name_check, attributes) {
         (Ok(()), Ok(attributes)) => attributes,
         (Err(mut e), Err(more)) => {

@@ -20,8 +20,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
-/// The SERVER span of every proxied request.
-pub static REQUEST_SPAN: SpanMeta = SpanMeta::new("llm_d.pd_proxy.request", SpanKind::Server);
+/// The SERVER span of every proxied request, with room for what the P/D
+/// handler records on it (connector, path, the P/D decision and its
+/// target, the request's operation, id and model: 8 at most).
+pub static REQUEST_SPAN: SpanMeta =
+    SpanMeta::new("llm_d.pd_proxy.request", SpanKind::Server).with_later_attributes(8);
 
 /// Longest a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);

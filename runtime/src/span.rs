@@ -24,17 +24,37 @@ pub use opentelemetry::trace::{SpanKind, SpanRef};
 pub struct SpanMeta {
     name: &'static str,
     kind: SpanKind,
+    later_attributes: usize,
 }
 
 impl SpanMeta {
     /// Describes a span.
     pub const fn new(name: &'static str, kind: SpanKind) -> SpanMeta {
-        SpanMeta { name, kind }
+        SpanMeta {
+            name,
+            kind,
+            later_attributes: 0,
+        }
+    }
+
+    /// Declares that code the span's starter does not see records about
+    /// `count` more attributes on it (a handler recording on the span of
+    /// [`crate::http::ServerTraceLayer`]), so that the span's attribute
+    /// list is made with room for them instead of growing and moving.
+    pub const fn with_later_attributes(mut self, count: usize) -> SpanMeta {
+        self.later_attributes = count;
+        self
     }
 
     /// The span's name.
     pub const fn name(&self) -> &'static str {
         self.name
+    }
+
+    /// The attributes expected after the start, as declared with
+    /// [`SpanMeta::with_later_attributes`].
+    pub const fn later_attributes(&self) -> usize {
+        self.later_attributes
     }
 }
 
@@ -466,6 +486,16 @@ impl<T: ParentContext> ParentContext for Option<T> {
 #[inline(always)]
 pub fn no_attributes() -> [KeyValue; 0] {
     []
+}
+
+/// The attributes of a span start, in a list with room for `later` more,
+/// so that attributes recorded after the start (`record!`, a response
+/// status) do not make the span's list grow and move.
+#[inline]
+pub fn attributes_with_room<const N: usize>(pairs: [KeyValue; N], later: usize) -> Vec<KeyValue> {
+    let mut list = Vec::with_capacity(N + later);
+    list.extend(pairs);
+    list
 }
 
 /// Forces the output type of an async block, so that `?` in an

@@ -2,7 +2,9 @@
 
 use llmd_runtime::span::{self, RecordErr, SpanMeta, Started};
 use llmd_runtime::testing::{attribute, capture, capture_with};
-use opentelemetry::trace::{SpanKind, Status, TraceContextExt};
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+};
 use opentelemetry::{Context, KeyValue, Value};
 use opentelemetry_sdk::trace::Sampler;
 use std::cell::Cell;
@@ -12,6 +14,18 @@ static INNER: SpanMeta = SpanMeta::new("llm_d.test.inner", SpanKind::Internal);
 
 fn no_attributes() -> [KeyValue; 0] {
     []
+}
+
+/// A context whose span is a remote parent (span id 9) with `flags`.
+fn remote_parent(flags: TraceFlags) -> Context {
+    let parent = SpanContext::new(
+        TraceId::from(7u128),
+        SpanId::from(9u64),
+        flags,
+        true,
+        Default::default(),
+    );
+    Context::new().with_remote_span_context(parent)
 }
 
 #[test]
@@ -130,34 +144,49 @@ async fn a_panicking_future_still_ends_and_exports_the_span() {
 #[test]
 fn ratio_sampler_that_ignores_parents_is_asked_for_unsampled_children() {
     let cap = capture_with(Sampler::AlwaysOn);
-    let unsampled = opentelemetry::trace::SpanContext::new(
-        opentelemetry::trace::TraceId::from(7u128),
-        opentelemetry::trace::SpanId::from(9u64),
-        opentelemetry::trace::TraceFlags::default(),
-        true,
-        Default::default(),
-    );
-    let parent = Context::new().with_remote_span_context(unsampled);
+    let parent = remote_parent(TraceFlags::default());
     let s = span::start(&OUTER, Some(&parent), no_attributes);
     assert!(s.is_recording());
     s.end();
     assert_eq!(
         cap.one("llm_d.test.outer").parent_span_id,
-        opentelemetry::trace::SpanId::from(9u64)
+        SpanId::from(9u64)
     );
 }
 
-/// Collects the names of the spans that end on its provider.
+/// What ended on a test provider: each span's name, attribute count and
+/// attribute list capacity.
 #[derive(Debug, Default, Clone)]
-struct Names(std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+struct Ended(std::sync::Arc<std::sync::Mutex<Vec<(String, usize, usize)>>>);
 
-impl opentelemetry_sdk::trace::SpanProcessor for Names {
+impl Ended {
+    /// A provider whose spans end here.
+    fn provider(&self) -> opentelemetry_sdk::trace::SdkTracerProvider {
+        opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_span_processor(self.clone())
+            .build()
+    }
+
+    fn names(&self) -> Vec<String> {
+        let ended = self.0.lock().expect("ended lock");
+        ended.iter().map(|(name, ..)| name.clone()).collect()
+    }
+
+    fn rooms(&self) -> Vec<(usize, usize)> {
+        let ended = self.0.lock().expect("ended lock");
+        ended.iter().map(|(_, len, room)| (*len, *room)).collect()
+    }
+}
+
+impl opentelemetry_sdk::trace::SpanProcessor for Ended {
     fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &Context) {}
     fn on_end(&self, span: opentelemetry_sdk::trace::SpanData) {
-        self.0
-            .lock()
-            .expect("names lock")
-            .push(span.name.into_owned());
+        let ended = (
+            span.name.into_owned(),
+            span.attributes.len(),
+            span.attributes.capacity(),
+        );
+        self.0.lock().expect("ended lock").push(ended);
     }
     fn force_flush(&self) -> opentelemetry_sdk::error::OTelSdkResult {
         Ok(())
@@ -177,14 +206,12 @@ fn a_new_install_takes_new_spans_and_open_spans_end_where_they_started() {
     let first = capture();
     let open = span::start(&OUTER, None, no_attributes).enter();
 
-    let names = Names::default();
-    let second = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_span_processor(names.clone())
-        .build();
+    let ended = Ended::default();
+    let second = ended.provider();
     state::install(second.tracer("second"), UnsampledParent::Ignored);
     span::start(&INNER, None, no_attributes).end();
     drop(open);
-    assert_eq!(*names.0.lock().expect("names lock"), ["llm_d.test.inner"]);
+    assert_eq!(ended.names(), ["llm_d.test.inner"]);
     assert_eq!(first.one("llm_d.test.outer").name, "llm_d.test.outer");
     assert!(first.named("llm_d.test.inner").is_empty());
 
@@ -194,7 +221,7 @@ fn a_new_install_takes_new_spans_and_open_spans_end_where_they_started() {
         span::start(&INNER, None, no_attributes),
         Started::Skipped
     ));
-    assert_eq!(names.0.lock().expect("names lock").len(), 1);
+    assert_eq!(ended.names().len(), 1);
     let _ = second.shutdown();
 }
 
@@ -203,26 +230,40 @@ fn each_install_brings_its_own_unsampled_parent_rule() {
     use llmd_runtime::state::{self, UnsampledParent};
     use opentelemetry::trace::TracerProvider as _;
     let cap = capture_with(Sampler::AlwaysOn);
-    let unsampled = opentelemetry::trace::SpanContext::new(
-        opentelemetry::trace::TraceId::from(7u128),
-        opentelemetry::trace::SpanId::from(9u64),
-        opentelemetry::trace::TraceFlags::default(),
-        true,
-        Default::default(),
-    );
-    let parent = Context::new().with_remote_span_context(unsampled);
+    let parent = remote_parent(TraceFlags::default());
     assert!(span::start(&OUTER, Some(&parent), no_attributes).is_recording());
 
     // The same always-on tracer, now declared as respecting unsampled
     // parents: the child is skipped without asking the sampler.
-    let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
-        .with_span_processor(Names::default())
-        .build();
+    let provider = Ended::default().provider();
     state::install(provider.tracer("respecting"), UnsampledParent::Respected);
     assert!(matches!(
         span::start(&OUTER, Some(&parent), no_attributes),
         Started::Adopted(_)
     ));
     drop(cap);
+    let _ = provider.shutdown();
+}
+
+#[test]
+fn attributes_recorded_later_fill_the_room_made_at_the_start() {
+    use llmd_runtime::state::{self, UnsampledParent};
+    use opentelemetry::trace::TracerProvider as _;
+    let _cap = capture();
+    let ended = Ended::default();
+    let provider = ended.provider();
+    state::install(provider.tracer("rooms"), UnsampledParent::Respected);
+    let parent = remote_parent(TraceFlags::SAMPLED);
+    {
+        let _s = span::start(&OUTER, Some(&parent), || {
+            span::attributes_with_room([KeyValue::new("a", 1_i64)], 5)
+        })
+        .enter();
+        for later in ["b", "c", "d", "e", "f"] {
+            span::record_current(|| [KeyValue::new(later, 2_i64)]);
+        }
+    }
+    // Six attributes in the list made for six: nothing regrew it.
+    assert_eq!(ended.rooms(), [(6, 6)]);
     let _ = provider.shutdown();
 }

@@ -67,7 +67,9 @@ impl RequestSpan {
         if !enabled {
             return RequestSpan(Started::Skipped);
         }
-        RequestSpan(span::start(&LLM_REQUEST, Some(parent), Vec::new))
+        RequestSpan(span::start(&LLM_REQUEST, Some(parent), || {
+            Vec::with_capacity(MAX_ATTRIBUTES)
+        }))
     }
 
     /// Records `record` and ends the span.
@@ -83,11 +85,16 @@ impl RequestSpan {
     }
 }
 
+/// The most attributes a finished span records: nine always, four
+/// sampling parameters when set.
+const MAX_ATTRIBUTES: usize = 13;
+
 fn attributes(record: &RequestRecord) -> Vec<KeyValue> {
     let t = &record.timeline;
     let seconds = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64();
     let float = |key, value: f64| key_value::<kind::Float, _>(key, value);
-    let mut attributes = vec![
+    let mut attributes = Vec::with_capacity(MAX_ATTRIBUTES);
+    attributes.extend([
         float(
             "gen_ai.latency.time_to_first_token",
             seconds(t.arrival, t.first_token),
@@ -112,7 +119,7 @@ fn attributes(record: &RequestRecord) -> Vec<KeyValue> {
         key_value::<kind::Int, _>("gen_ai.usage.prompt_tokens", record.prompt_tokens),
         key_value::<kind::Int, _>("gen_ai.usage.completion_tokens", record.completion_tokens),
         key_value::<kind::Str, _>("gen_ai.request.id", record.request_id.clone()),
-    ];
+    ]);
     let s = &record.sampling;
     if s.top_p != 0.0 {
         attributes.push(float("gen_ai.request.top_p", s.top_p));

@@ -81,11 +81,23 @@ impl Identifier {
     }
 }
 
-/// Whether `value` is acceptable as an identifier.
+/// Whether `value` is acceptable as an identifier: 1 to
+/// [`MAX_IDENTIFIER_LEN`] bytes, no whitespace, no control characters.
 pub fn is_identifier(value: &str) -> bool {
-    !value.is_empty()
-        && value.len() <= MAX_IDENTIFIER_LEN
-        && !value.chars().any(|c| c.is_whitespace() || c.is_control())
+    if value.is_empty() || value.len() > MAX_IDENTIFIER_LEN {
+        return false;
+    }
+    // Ids are almost always printable ASCII: scan bytes, and decode
+    // characters only from the first byte that is not.
+    match value.bytes().position(|b| !b.is_ascii_graphic()) {
+        None => true,
+        // Space, a control character or DEL.
+        Some(at) if value.as_bytes()[at].is_ascii() => false,
+        // The first byte of a multi-byte character, so a char boundary.
+        Some(at) => !value[at..]
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control()),
+    }
 }
 
 impl fmt::Debug for Identifier {
@@ -146,6 +158,23 @@ mod tests {
             assert!(!id.is_valid());
             assert_eq!(id.as_str(), REJECTED_PLACEHOLDER);
             assert!(Identifier::rejections() > before);
+        }
+    }
+
+    #[test]
+    fn judges_non_ascii_characters_like_ascii_ones() {
+        for ok in ["modèle-ü", "日本語モデル", "a\u{00e9}b:1"] {
+            assert!(is_identifier(ok), "{ok}");
+        }
+        for bad in [
+            "a\u{7f}b",
+            "mod\u{00e8}le\u{00a0}x",
+            "\u{3000}wide",
+            "x\u{2028}y",
+            "\u{85}next",
+            "é\u{9f}",
+        ] {
+            assert!(!is_identifier(bad), "{bad:?}");
         }
     }
 

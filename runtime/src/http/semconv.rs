@@ -67,20 +67,22 @@ pub fn server_error_type(status: StatusCode) -> Option<&'static str> {
 /// the host, without brackets, and the port if present. `None` when it is
 /// not a plain authority.
 pub(crate) fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+    // Byte scans: the delimiters are ASCII, so every split is on a char
+    // boundary, and this runs for every traced request.
     let (host, port) = match authority.strip_prefix('[') {
         Some(bracketed) => {
-            let (host, rest) = bracketed.split_once(']')?;
-            match rest {
-                "" => (host, None),
-                _ => (host, Some(rest.strip_prefix(':')?)),
+            let close = bracketed.bytes().position(|b| b == b']')?;
+            match &bracketed[close + 1..] {
+                "" => (&bracketed[..close], None),
+                rest => (&bracketed[..close], Some(rest.strip_prefix(':')?)),
             }
         }
-        None => match authority.split_once(':') {
-            Some((host, port)) => (host, Some(port)),
+        None => match authority.bytes().position(|b| b == b':') {
+            Some(colon) => (&authority[..colon], Some(&authority[colon + 1..])),
             None => (authority, None),
         },
     };
-    if host.is_empty() || host.contains('@') {
+    if host.is_empty() || host.bytes().any(|b| b == b'@') {
         return None;
     }
     let port = match port {
@@ -90,11 +92,15 @@ pub(crate) fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
     Some((host, port))
 }
 
+/// A port of ASCII digits only (no sign), at most 65535.
 fn parse_port(digits: &str) -> Option<u16> {
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    if digits.is_empty() {
         return None;
     }
-    digits.parse().ok()
+    digits.bytes().try_fold(0u16, |port, b| {
+        let digit = b.checked_sub(b'0').filter(|d| *d <= 9)?;
+        port.checked_mul(10)?.checked_add(u16::from(digit))
+    })
 }
 
 #[cfg(test)]
@@ -150,6 +156,10 @@ mod tests {
         );
         assert_eq!(split_host_port("[::1]:8080"), Some(("::1", Some(8080))));
         assert_eq!(split_host_port("[fe80::1]"), Some(("fe80::1", None)));
+        assert_eq!(split_host_port("h:0080"), Some(("h", Some(80))));
+        assert_eq!(split_host_port("h:65535"), Some(("h", Some(65535))));
+        assert_eq!(split_host_port("h:0"), Some(("h", Some(0))));
+        assert_eq!(split_host_port("名前:1"), Some(("名前", Some(1))));
     }
 
     #[test]
@@ -160,6 +170,9 @@ mod tests {
             "host:",
             "host:+80",
             "host:65536",
+            "host:99999",
+            "host:-1",
+            "host:8 0",
             "host:8a",
             "a:b:c",
             "[::1",

@@ -18,6 +18,14 @@ use std::task::{Context as TaskContext, Poll, ready};
 use tower_layer::Layer;
 use tower_service::Service;
 
+/// Most attributes recorded at a request's start: method, scheme, route,
+/// server address and port.
+const REQUEST_ATTRIBUTES: usize = 5;
+
+/// Attributes recorded once the response is known: the status code, and
+/// `error.type` on a failure.
+const RESPONSE_ATTRIBUTES: usize = 2;
+
 /// `error.type` of a span whose inner service failed without a response.
 const NO_RESPONSE: &str = "_OTHER";
 
@@ -155,30 +163,37 @@ impl Settings {
         if self.tls { 443 } else { 80 }
     }
 
-    /// The request's attributes; called only for a recorded span.
-    fn request_attributes<B>(&self, request: &Request<B>) -> impl Iterator<Item = KeyValue> {
-        let route = request.extensions().get::<MatchedPath>().map(|matched| {
-            key_value::<kind::Str, _>(keys::HTTP_ROUTE, Identifier::new(matched.as_str()))
-        });
-        let (address, port) = match self.requested_authority(request) {
-            Some((address, port)) => (Some(address), Some(port)),
-            None => match &self.local {
-                Some(local) => (Some(local.address.clone()), Some(local.port)),
-                None => (None, None),
-            },
+    /// The request's attributes, in a list with room for the response's
+    /// (status code, and `error.type` on a 5xx) and for those the span's
+    /// [`SpanMeta`] says the application records; called only for a
+    /// recorded span.
+    fn request_attributes<B>(&self, request: &Request<B>) -> Vec<KeyValue> {
+        let mut list = Vec::with_capacity(
+            REQUEST_ATTRIBUTES + RESPONSE_ATTRIBUTES + self.meta.later_attributes(),
+        );
+        list.push(key_value::<kind::Str, _>(
+            keys::HTTP_REQUEST_METHOD,
+            semconv::method_label(request.method()),
+        ));
+        list.push(key_value::<kind::Str, _>(keys::URL_SCHEME, self.scheme()));
+        if let Some(matched) = request.extensions().get::<MatchedPath>() {
+            list.push(key_value::<kind::Str, _>(
+                keys::HTTP_ROUTE,
+                Identifier::new(matched.as_str()),
+            ));
+        }
+        let server = match self.requested_authority(request) {
+            Some(requested) => Some(requested),
+            None => self
+                .local
+                .as_ref()
+                .map(|local| (local.address.clone(), local.port)),
         };
-        [
-            Some(key_value::<kind::Str, _>(
-                keys::HTTP_REQUEST_METHOD,
-                semconv::method_label(request.method()),
-            )),
-            Some(key_value::<kind::Str, _>(keys::URL_SCHEME, self.scheme())),
-            route,
-            address.map(|address| key_value::<kind::Str, _>(keys::SERVER_ADDRESS, address)),
-            port.map(|port| key_value::<kind::Int, _>(keys::SERVER_PORT, port)),
-        ]
-        .into_iter()
-        .flatten()
+        if let Some((address, port)) = server {
+            list.push(key_value::<kind::Str, _>(keys::SERVER_ADDRESS, address));
+            list.push(key_value::<kind::Int, _>(keys::SERVER_PORT, port));
+        }
+        list
     }
 
     /// The host and port the client addressed: the URI's authority (HTTP/2

@@ -53,8 +53,10 @@ pub struct Gateway {
     pub body_limit: usize,
 }
 
-/// The SERVER span of every inference request.
-pub static GATEWAY_REQUEST: SpanMeta = SpanMeta::new("gateway.request", SpanKind::Server);
+/// The SERVER span of every inference request, with room for the
+/// operation, model and request id the handler records on it.
+pub static GATEWAY_REQUEST: SpanMeta =
+    SpanMeta::new("gateway.request", SpanKind::Server).with_later_attributes(3);
 
 /// The gateway's routes. Inference routes are traced with a
 /// `gateway.request` SERVER span continuing the caller's `traceparent`;
