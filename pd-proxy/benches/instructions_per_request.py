@@ -13,8 +13,10 @@ the per-request cost with start-up and shutdown cancelled out.
 Configurations: tracing off (`OTEL_SDK_DISABLED=true`) and tracing on at
 100 % with spans recorded and dropped (`OTEL_TRACES_EXPORTER=none`, the
 default parent-based sampler following the sampled caller). Each is run
-`--rounds` times; hashing in the connection pool varies by a few thousand
-instructions between runs, so compare medians of several rounds.
+`--rounds` times. Hashing (SipHash and hashbrown, in the connection pool and
+the runtime) moves by a few thousand instructions per request from run to
+run in either configuration, so a second figure leaves those functions out
+(from `callgrind_annotate`); compare medians of several rounds.
 
 Needs valgrind and a release build:
     cargo build --release -p llmd-pd-proxy
@@ -90,8 +92,27 @@ def wait_healthy(port, deadline):
     sys.exit(f"the proxy on port {port} never became healthy")
 
 
+HASHING = re.compile(r"sip::Hasher|hash_one|hashbrown")
+ANNOTATED = re.compile(r"^\s*([\d,]+) \([ \d.]+%\)\s+(\S.*)$")
+
+
+def hashing(callgrind_out):
+    """Instructions spent in hashing functions, from callgrind_annotate."""
+    listing = subprocess.run(
+        ["callgrind_annotate", "--inclusive=no", "--threshold=100", "--auto=no", callgrind_out],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    total = 0
+    for line in listing.splitlines():
+        match = ANNOTATED.match(line)
+        if match and "PROGRAM TOTALS" not in line and HASHING.search(match.group(2)):
+            total += int(match.group(1).replace(",", ""))
+    return total
+
+
 def instructions(binary, backend_port, env, requests, out_dir):
-    """Total instructions of one proxy run serving `requests` requests."""
+    """Instructions of one proxy run serving `requests` requests: in all,
+    and in hashing functions."""
     port = free_port()
     out = pathlib.Path(out_dir) / f"callgrind.{port}"
     proxy = subprocess.Popen(
@@ -121,7 +142,7 @@ def instructions(binary, backend_port, env, requests, out_dir):
     match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
     if not match:
         sys.exit(f"no instruction total in {out}")
-    return int(match.group(1))
+    return int(match.group(1)), hashing(str(out))
 
 
 def main():
@@ -138,18 +159,28 @@ def main():
     serving.start()
     backend.socket.close()
     per_request = {name: [] for name in CONFIGS}
+    without_hashing = {name: [] for name in CONFIGS}
+    span = args.n2 - args.n1
     with tempfile.TemporaryDirectory() as out_dir:
         for round_number in range(1, args.rounds + 1):
             for name, env in CONFIGS.items():
-                small = instructions(args.binary, backend_port, env, args.n1, out_dir)
-                large = instructions(args.binary, backend_port, env, args.n2, out_dir)
-                value = (large - small) / (args.n2 - args.n1)
+                small, small_hashing = instructions(args.binary, backend_port, env, args.n1, out_dir)
+                large, large_hashing = instructions(args.binary, backend_port, env, args.n2, out_dir)
+                value = (large - small) / span
+                rest = value - (large_hashing - small_hashing) / span
                 per_request[name].append(value)
-                print(f"round {round_number} tracing {name}: {value:,.0f} instructions per request")
-    off = statistics.median(per_request["off"])
-    on = statistics.median(per_request["on"])
-    print(f"median off {off:,.0f}, on {on:,.0f}: tracing adds {on - off:,.0f} ({(on - off) / off:+.1%})")
-
+                without_hashing[name].append(rest)
+                print(
+                    f"round {round_number} tracing {name}: {value:,.0f} instructions per request, "
+                    f"{rest:,.0f} without hashing"
+                )
+    for label, values in (("all", per_request), ("without hashing", without_hashing)):
+        off = statistics.median(values["off"])
+        on = statistics.median(values["on"])
+        print(
+            f"{label}: median off {off:,.0f}, on {on:,.0f}: "
+            f"tracing adds {on - off:,.0f} ({(on - off) / off:+.1%})"
+        )
 
 if __name__ == "__main__":
     main()

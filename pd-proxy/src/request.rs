@@ -97,7 +97,7 @@ pub fn ensure_request_id(headers: &mut HeaderMap) -> Identifier {
 
 /// The model the request names, as a span attribute.
 pub fn model(body: &JsonObject) -> Option<Identifier> {
-    body.get_str("model").map(|m| Identifier::new(&m))
+    body.get_str("model").map(|m| Identifier::recurring(&m))
 }
 
 #[cfg(test)]

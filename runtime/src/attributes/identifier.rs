@@ -1,6 +1,7 @@
 //! [`Identifier`]: a runtime string that is an id or a name, never content.
 
 use opentelemetry::StringValue;
+use std::cell::RefCell;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,6 +13,17 @@ pub const MAX_IDENTIFIER_LEN: usize = 256;
 pub const REJECTED_PLACEHOLDER: &str = "<invalid-identifier>";
 
 static REJECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// How many recurring identifiers each thread keeps.
+const RECENT_LEN: usize = 8;
+
+thread_local! {
+    /// The valid identifiers most recently made by [`Identifier::recurring`]
+    /// on this thread, newest first.
+    static RECENT: RefCell<[Option<Identifier>; RECENT_LEN]> = const {
+        RefCell::new([const { None }; RECENT_LEN])
+    };
+}
 
 /// A runtime string that names or identifies something: a model name, a pod
 /// address, a request id, a route.
@@ -43,6 +55,26 @@ impl Identifier {
             REJECTIONS.fetch_add(1, Ordering::Relaxed);
             Identifier(Inner::Static(REJECTED_PLACEHOLDER))
         }
+    }
+
+    /// Like [`Identifier::new`], for values that recur from request to
+    /// request (routes, host names, model names): the last few valid
+    /// values seen on this thread are kept, so a repeat costs a comparison
+    /// and a reference-count increment instead of a validation and an
+    /// allocation.
+    pub fn recurring(value: &str) -> Identifier {
+        RECENT.with(|recent| {
+            let mut recent = recent.borrow_mut();
+            if let Some(seen) = recent.iter().flatten().find(|seen| seen.as_str() == value) {
+                return seen.clone();
+            }
+            let identifier = Identifier::new(value);
+            if identifier.is_valid() {
+                recent.rotate_right(1);
+                recent[0] = Some(identifier.clone());
+            }
+            identifier
+        })
     }
 
     /// An identifier from a static string, validated the same way.
@@ -176,6 +208,34 @@ mod tests {
         ] {
             assert!(!is_identifier(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn recurring_values_share_one_identifier() {
+        let first = Identifier::recurring("/v1/recurring-test");
+        let again = Identifier::recurring("/v1/recurring-test");
+        assert_eq!(again, first);
+        assert!(same_allocation(&first, &again));
+    }
+
+    fn same_allocation(a: &Identifier, b: &Identifier) -> bool {
+        matches!((&a.0, &b.0), (Inner::Shared(a), Inner::Shared(b)) if Arc::ptr_eq(a, b))
+    }
+
+    #[test]
+    fn recurring_values_are_validated_and_evicted_oldest_first() {
+        let before = Identifier::rejections();
+        assert!(!Identifier::recurring("a prompt, not an id").is_valid());
+        assert!(!Identifier::recurring("a prompt, not an id").is_valid());
+        assert!(Identifier::rejections() >= before + 2);
+
+        let oldest = Identifier::recurring("evict-me");
+        for i in 0..RECENT_LEN {
+            let _ = Identifier::recurring(&format!("filler-{i}"));
+        }
+        let after_eviction = Identifier::recurring("evict-me");
+        assert_eq!(after_eviction, oldest);
+        assert!(!same_allocation(&oldest, &after_eviction));
     }
 
     #[test]

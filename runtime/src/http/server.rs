@@ -179,7 +179,7 @@ impl Settings {
         if let Some(matched) = request.extensions().get::<MatchedPath>() {
             list.push(key_value::<kind::Str, _>(
                 keys::HTTP_ROUTE,
-                Identifier::new(matched.as_str()),
+                Identifier::recurring(matched.as_str()),
             ));
         }
         let server = match self.requested_authority(request) {
@@ -204,7 +204,10 @@ impl Settings {
             None => request.headers().get(::http::header::HOST)?.to_str().ok()?,
         };
         let (host, port) = semconv::split_host_port(authority)?;
-        Some((Identifier::new(host), port.unwrap_or(self.default_port())))
+        Some((
+            Identifier::recurring(host),
+            port.unwrap_or(self.default_port()),
+        ))
     }
 }
 

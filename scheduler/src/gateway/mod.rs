@@ -125,7 +125,7 @@ impl Gateway {
         let request_id = request_id(&headers);
         record!(
             gen_ai.operation.name = route.operation(),
-            gen_ai.request.model = Identifier::new(&parsed.model),
+            gen_ai.request.model = Identifier::recurring(&parsed.model),
             gen_ai.request.id = Identifier::new(&request_id),
         );
         let snapshot = self.pool.snapshot();

@@ -35,7 +35,7 @@ impl SchedulingRequest {
     pub fn new(model: &str, request_id: &str, tokens: Option<Vec<u32>>) -> SchedulingRequest {
         SchedulingRequest {
             model: Arc::from(model),
-            model_attr: Identifier::new(model),
+            model_attr: Identifier::recurring(model),
             request_id: Identifier::new(request_id),
             tokens: tokens.map(Arc::from),
         }
