@@ -38,9 +38,11 @@ impl SpanMeta {
     }
 
     /// Declares that code the span's starter does not see records about
-    /// `count` more attributes on it (a handler recording on the span of
-    /// [`crate::http::ServerTraceLayer`]), so that the span's attribute
-    /// list is made with room for them instead of growing and moving.
+    /// `count` more attributes on it, so that the span's attribute list is
+    /// made with room for them instead of growing and moving. Read by
+    /// [`crate::http::ServerTraceLayer`], whose span the application's
+    /// handlers record on; `#[traced_span]` counts the `record!` keys of
+    /// its own body instead.
     pub const fn with_later_attributes(mut self, count: usize) -> SpanMeta {
         self.later_attributes = count;
         self

@@ -61,20 +61,22 @@ impl Identifier {
     /// request (routes, host names, model names): the last few valid
     /// values seen on this thread are kept, so a repeat costs a comparison
     /// and a reference-count increment instead of a validation and an
-    /// allocation.
+    /// allocation. (During thread teardown it is [`Identifier::new`].)
     pub fn recurring(value: &str) -> Identifier {
-        RECENT.with(|recent| {
-            let mut recent = recent.borrow_mut();
-            if let Some(seen) = recent.iter().flatten().find(|seen| seen.as_str() == value) {
-                return seen.clone();
-            }
-            let identifier = Identifier::new(value);
-            if identifier.is_valid() {
-                recent.rotate_right(1);
-                recent[0] = Some(identifier.clone());
-            }
-            identifier
-        })
+        RECENT
+            .try_with(|recent| {
+                let mut recent = recent.borrow_mut();
+                if let Some(seen) = recent.iter().flatten().find(|seen| seen.as_str() == value) {
+                    return seen.clone();
+                }
+                let identifier = Identifier::new(value);
+                if identifier.is_valid() {
+                    recent.rotate_right(1);
+                    recent[0] = Some(identifier.clone());
+                }
+                identifier
+            })
+            .unwrap_or_else(|_| Identifier::new(value))
     }
 
     /// An identifier from a static string, validated the same way.
