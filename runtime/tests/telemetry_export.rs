@@ -377,6 +377,7 @@ fn on_current_thread_runtime<T: Send + 'static>(
 /// `Retry-After` of 0 s, then accepts; returns its traces URL and the
 /// span count of every request it saw, in order.
 fn unavailable_once() -> (String, std::sync::Arc<Mutex<Vec<usize>>>) {
+    use llmd_runtime::testing::otlp_receiver::span_count_of;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
     use prost::Message;
     let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
@@ -399,14 +400,7 @@ fn unavailable_once() -> (String, std::sync::Arc<Mutex<Vec<usize>>>) {
                     let seen = handler_seen.clone();
                     async move {
                         let spans = ExportTraceServiceRequest::decode(body)
-                            .map(|request| {
-                                request
-                                    .resource_spans
-                                    .iter()
-                                    .flat_map(|r| &r.scope_spans)
-                                    .map(|s| s.spans.len())
-                                    .sum()
-                            })
+                            .map(|request| span_count_of(&request))
                             .unwrap_or(0);
                         let mut seen = seen.lock().unwrap_or_else(PoisonError::into_inner);
                         seen.push(spans);

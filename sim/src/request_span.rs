@@ -68,7 +68,7 @@ impl RequestSpan {
             return RequestSpan(Started::Skipped);
         }
         RequestSpan(span::start(&LLM_REQUEST, Some(parent), || {
-            Vec::with_capacity(MAX_ATTRIBUTES)
+            span::attributes_with_room([], MAX_ATTRIBUTES)
         }))
     }
 

@@ -225,12 +225,7 @@ impl Store {
 
     fn keep_spans(&self, transport: Transport, export: ExportTraceServiceRequest) {
         let mut received = self.lock();
-        received.span_count += export
-            .resource_spans
-            .iter()
-            .flat_map(|resource_spans| &resource_spans.scope_spans)
-            .map(|scope_spans| scope_spans.spans.len())
-            .sum::<usize>();
+        received.span_count += span_count_of(&export);
         if self.counting_only {
             return;
         }
@@ -259,6 +254,16 @@ impl Store {
         drop(received);
         self.changed.notify_all();
     }
+}
+
+/// How many spans `export` carries, over all its resources and scopes.
+pub fn span_count_of(export: &ExportTraceServiceRequest) -> usize {
+    export
+        .resource_spans
+        .iter()
+        .flat_map(|resource_spans| &resource_spans.scope_spans)
+        .map(|scope_spans| scope_spans.spans.len())
+        .sum()
 }
 
 fn serve(

@@ -120,22 +120,22 @@ fn any_value(any: &mut ProtoWriter<'_>, value: &Value) {
     }
 }
 
-/// The `values` of an `ArrayValue`.
+/// The `values` of an `ArrayValue`, each an `AnyValue`.
 fn array_values(values: &mut ProtoWriter<'_>, array: &Array) {
     match array {
         Array::Bool(items) => {
             for item in items {
-                values.message(1, |any| any.bool_always(2, *item));
+                values.message(1, |any| any_value(any, &Value::Bool(*item)));
             }
         }
         Array::I64(items) => {
             for item in items {
-                values.message(1, |any| any.int64_always(3, *item));
+                values.message(1, |any| any_value(any, &Value::I64(*item)));
             }
         }
         Array::F64(items) => {
             for item in items {
-                values.message(1, |any| any.double_always(4, *item));
+                values.message(1, |any| any_value(any, &Value::F64(*item)));
             }
         }
         Array::String(items) => {
