@@ -34,30 +34,42 @@ pub async fn pd(State(listener): State<Listener>, request: Request) -> Response 
         return forward(State(listener), request).await;
     };
     let connector = listener.shared.connector();
-    record!(
-        llm_d.pd_proxy.connector = connector,
-        llm_d.pd_proxy.request_path = api
-    );
-    let (decoder, data_parallel) = match listener.decoder_for(request.headers()) {
-        Ok((decoder, data_parallel)) => (decoder.clone(), data_parallel),
-        Err(error) => return error.into_response(),
-    };
-    let target = match target::prefill_target(request.headers()) {
-        Ok(Some(target)) => target,
-        Ok(None) => {
+    // Each outcome records the route's attributes with its own in one
+    // call: one lock of the span per request on the decode-only path.
+    let routed = listener
+        .decoder_for(request.headers())
+        .and_then(|(decoder, data_parallel)| {
+            let target = target::prefill_target(request.headers())?;
+            Ok((decoder, data_parallel, target))
+        });
+    let (decoder, data_parallel, target) = match routed {
+        Ok((decoder, data_parallel, Some(target))) => {
             record!(
+                llm_d.pd_proxy.connector = connector,
+                llm_d.pd_proxy.request_path = api,
+                llm_d.pd_proxy.disaggregation_used = true,
+                llm_d.pd_proxy.prefill_target = target.identifier(),
+                llm_d.pd_proxy.prefill_candidates = target.candidates,
+            );
+            (decoder.clone(), data_parallel, target)
+        }
+        Ok((decoder, _, None)) => {
+            record!(
+                llm_d.pd_proxy.connector = connector,
+                llm_d.pd_proxy.request_path = api,
                 llm_d.pd_proxy.disaggregation_used = false,
                 llm_d.pd_proxy.reason = "no_prefill_header",
             );
-            return passthrough::forward(&listener.shared.upstreams, &decoder, request).await;
+            return passthrough::forward(&listener.shared.upstreams, decoder, request).await;
         }
-        Err(error) => return error.into_response(),
+        Err(error) => {
+            record!(
+                llm_d.pd_proxy.connector = connector,
+                llm_d.pd_proxy.request_path = api
+            );
+            return error.into_response();
+        }
     };
-    record!(
-        llm_d.pd_proxy.disaggregation_used = true,
-        llm_d.pd_proxy.prefill_target = target.identifier(),
-        llm_d.pd_proxy.prefill_candidates = target.candidates,
-    );
     if !listener.shared.allowlist.allows(&target) {
         let error = ProxyError::SsrfDenied;
         record!(

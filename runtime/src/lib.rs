@@ -47,6 +47,7 @@ pub mod attributes;
 mod error;
 pub mod http;
 pub mod propagation;
+mod recent;
 pub mod span;
 pub mod state;
 pub mod telemetry;

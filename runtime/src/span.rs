@@ -81,7 +81,7 @@ pub enum Started {
 pub fn start<A, F>(meta: &'static SpanMeta, parent: Option<&Context>, attributes: F) -> Started
 where
     F: FnOnce() -> A,
-    A: IntoIterator<Item = KeyValue>,
+    A: IntoIterator<Item = KeyValue> + Into<Vec<KeyValue>>,
 {
     let Some(installed) = state::installed() else {
         return match parent {
@@ -107,7 +107,7 @@ fn start_under<A, F>(
 ) -> Started
 where
     F: FnOnce() -> A,
-    A: IntoIterator<Item = KeyValue>,
+    A: IntoIterator<Item = KeyValue> + Into<Vec<KeyValue>>,
 {
     let parent_span = parent.span();
     let psc = parent_span.span_context();
@@ -124,8 +124,10 @@ where
 
 /// Starts a span on the SDK. When the sampler follows a sampled parent the
 /// span will be recorded, so the attributes go in the builder (the SDK's
-/// cheapest path); otherwise they are evaluated only once the sampler has
-/// decided to record.
+/// cheapest path), as the list the span keeps: an array becomes it in one
+/// move, a `Vec` (made with room for later attributes) is it, where
+/// `SpanBuilder::with_attributes` would collect either again. Otherwise
+/// they are evaluated only once the sampler has decided to record.
 #[inline]
 fn start_recorded<A, F>(
     installed: &Installed,
@@ -136,13 +138,12 @@ fn start_recorded<A, F>(
 ) -> Started
 where
     F: FnOnce() -> A,
-    A: IntoIterator<Item = KeyValue>,
+    A: IntoIterator<Item = KeyValue> + Into<Vec<KeyValue>>,
 {
-    let builder = SpanBuilder::from_name(meta.name).with_kind(meta.kind.clone());
+    let mut builder = SpanBuilder::from_name(meta.name).with_kind(meta.kind.clone());
     if follows_sampled_parent {
-        let span = installed
-            .tracer
-            .build_with_context(builder.with_attributes(attributes()), parent);
+        builder.attributes = Some(attributes().into());
+        let span = installed.tracer.build_with_context(builder, parent);
         return Started::Owned(parent.with_span(span));
     }
     let mut span = installed.tracer.build_with_context(builder, parent);

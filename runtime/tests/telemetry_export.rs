@@ -163,6 +163,42 @@ fn exports_over_http_json_to_the_traces_endpoint() {
 }
 
 #[test]
+fn a_counting_receiver_counts_every_transport_without_keeping_spans() {
+    let _serial = serial();
+    let receiver = OtlpReceiver::start_counting().expect("receiver");
+    let (grpc, http, traces) = (
+        receiver.grpc_endpoint(),
+        receiver.http_endpoint(),
+        receiver.http_traces_url(),
+    );
+    let transports: [&[(&str, &str)]; 3] = [
+        &[("OTEL_EXPORTER_OTLP_ENDPOINT", &grpc)],
+        &[
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", &http),
+        ],
+        &[
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &traces),
+        ],
+    ];
+    for (round, transport) in transports.into_iter().enumerate() {
+        let mut pairs = vec![("OTEL_TRACES_SAMPLER", "always_on")];
+        pairs.extend_from_slice(transport);
+        let guard = telemetry::init_with(config(&pairs));
+        parent_and_child();
+        guard.force_flush().expect("flush");
+        let expected = 2 * (round + 1);
+        assert_eq!(receiver.wait_for_span_count(expected, PATIENCE), expected);
+        let stats = guard.stats();
+        assert_eq!((stats.exported, stats.dropped, stats.failed), (2, 0, 0));
+        guard.shutdown().expect("clean shutdown");
+    }
+    assert!(receiver.spans().is_empty());
+    assert!(receiver.requests().is_empty());
+}
+
+#[test]
 fn sdk_disabled_installs_nothing() {
     let _serial = serial();
     state::uninstall();

@@ -1,5 +1,6 @@
 //! [`Identifier`]: a runtime string that is an id or a name, never content.
 
+use crate::recent::Recent;
 use opentelemetry::StringValue;
 use std::cell::RefCell;
 use std::fmt;
@@ -20,8 +21,8 @@ const RECENT_LEN: usize = 8;
 thread_local! {
     /// The valid identifiers most recently made by [`Identifier::recurring`]
     /// on this thread, newest first.
-    static RECENT: RefCell<[Option<Identifier>; RECENT_LEN]> = const {
-        RefCell::new([const { None }; RECENT_LEN])
+    static RECENT: RefCell<Recent<Identifier, RECENT_LEN>> = const {
+        RefCell::new(Recent::new())
     };
 }
 
@@ -65,18 +66,15 @@ impl Identifier {
     pub fn recurring(value: &str) -> Identifier {
         RECENT
             .try_with(|recent| {
-                let mut recent = recent.borrow_mut();
-                if let Some(seen) = recent.iter().flatten().find(|seen| seen.as_str() == value) {
-                    return seen.clone();
-                }
-                let identifier = Identifier::new(value);
-                if identifier.is_valid() {
-                    recent.rotate_right(1);
-                    recent[0] = Some(identifier.clone());
-                }
-                identifier
+                recent.borrow_mut().find_or_make(
+                    |seen| seen.as_str() == value,
+                    || Some(Identifier::new(value)),
+                    Identifier::is_valid,
+                )
             })
-            .unwrap_or_else(|_| Identifier::new(value))
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| Identifier::new(value))
     }
 
     /// An identifier from a static string, validated the same way.

@@ -2,7 +2,11 @@
 //! labels, `error.type` of server errors, and the host and port a request
 //! was addressed to.
 
+use crate::attributes::Identifier;
+use crate::recent::Recent;
 use ::http::{Method, StatusCode};
+use std::cell::RefCell;
+use std::rc::Rc;
 
 /// The registry keys the HTTP layers record.
 pub(crate) mod keys {
@@ -63,10 +67,61 @@ pub fn server_error_type(status: StatusCode) -> Option<&'static str> {
     std::str::from_utf8(digits).ok()
 }
 
+/// How many parsed authorities each thread keeps.
+const RECENT_AUTHORITIES: usize = 4;
+
+/// An authority as a request gave it, and its parts.
+#[derive(Clone)]
+struct Authority {
+    raw: Rc<str>,
+    host: Identifier,
+    port: Option<u16>,
+}
+
+thread_local! {
+    /// The authorities with a valid host most recently parsed by
+    /// [`recurring_host_port`] on this thread, newest first.
+    static RECENT: RefCell<Recent<Authority, RECENT_AUTHORITIES>> = const {
+        RefCell::new(Recent::new())
+    };
+}
+
+/// The host, as an [`Identifier`], and the port of an authority given as
+/// the raw bytes of a URI's authority or a `Host` header. Requests on one
+/// connection or listener name the same authority, so the last few parsed
+/// on each thread are kept and a repeat costs a comparison. `None` when
+/// the bytes are not visible ASCII or not a plain authority (see
+/// [`split_host_port`]).
+pub(crate) fn recurring_host_port(raw: &[u8]) -> Option<(Identifier, Option<u16>)> {
+    let authority = RECENT
+        .try_with(|recent| {
+            recent.borrow_mut().find_or_make(
+                |seen| seen.raw.as_bytes() == raw,
+                || parse_authority(raw),
+                |made| made.host.is_valid(),
+            )
+        })
+        .unwrap_or_else(|_| parse_authority(raw))?;
+    Some((authority.host, authority.port))
+}
+
+fn parse_authority(raw: &[u8]) -> Option<Authority> {
+    let visible = raw
+        .iter()
+        .all(|&b| b == b'\t' || (b' '..=b'~').contains(&b));
+    let text = std::str::from_utf8(raw).ok().filter(|_| visible)?;
+    let (host, port) = split_host_port(text)?;
+    Some(Authority {
+        raw: Rc::from(text),
+        host: Identifier::new(host),
+        port,
+    })
+}
+
 /// Splits an authority (`host`, `host:port`, `[v6]` or `[v6]:port`) into
 /// the host, without brackets, and the port if present. `None` when it is
 /// not a plain authority.
-pub(crate) fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
+fn split_host_port(authority: &str) -> Option<(&str, Option<u16>)> {
     // Byte scans: the delimiters are ASCII, so every split is on a char
     // boundary, and this runs for every traced request.
     let (host, port) = match authority.strip_prefix('[') {
@@ -181,5 +236,43 @@ mod tests {
         ] {
             assert_eq!(split_host_port(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn recurring_authorities_parse_like_split_host_port() {
+        for _ in 0..2 {
+            let (host, port) = recurring_host_port(b"decoder.local:8200").unwrap();
+            assert_eq!((host.as_str(), port), ("decoder.local", Some(8200)));
+            let (host, port) = recurring_host_port(b"[::1]").unwrap();
+            assert_eq!((host.as_str(), port), ("::1", None));
+        }
+        assert_eq!(recurring_host_port(b"host:99999"), None);
+        assert_eq!(recurring_host_port(b"user@host"), None);
+    }
+
+    #[test]
+    fn recurring_authorities_must_be_visible_ascii() {
+        assert_eq!(recurring_host_port("名前:1".as_bytes()), None);
+        assert_eq!(recurring_host_port(b"host\x7f:1"), None);
+        assert_eq!(recurring_host_port(b"ho\xffst:1"), None);
+    }
+
+    #[test]
+    fn an_authority_is_not_confused_with_one_seen_before() {
+        for i in 0..2 * RECENT_AUTHORITIES {
+            let raw = format!("pod-{i}:{}", 8000 + i);
+            let (host, port) = recurring_host_port(raw.as_bytes()).unwrap();
+            assert_eq!(host.as_str(), format!("pod-{i}"));
+            assert_eq!(port, Some(8000 + i as u16));
+        }
+        let (host, port) = recurring_host_port(b"pod-0").unwrap();
+        assert_eq!((host.as_str(), port), ("pod-0", None));
+    }
+
+    #[test]
+    fn a_host_that_is_not_an_identifier_is_the_placeholder() {
+        let (host, port) = recurring_host_port(b"bad\thost:80").unwrap();
+        assert!(!host.is_valid());
+        assert_eq!(port, Some(80));
     }
 }

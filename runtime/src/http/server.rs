@@ -200,14 +200,11 @@ impl Settings {
     /// `:authority`, absolute-form HTTP/1) or else the `Host` header.
     fn requested_authority<B>(&self, request: &Request<B>) -> Option<(Identifier, u16)> {
         let authority = match request.uri().authority() {
-            Some(authority) => authority.as_str(),
-            None => request.headers().get(::http::header::HOST)?.to_str().ok()?,
+            Some(authority) => authority.as_str().as_bytes(),
+            None => request.headers().get(::http::header::HOST)?.as_bytes(),
         };
-        let (host, port) = semconv::split_host_port(authority)?;
-        Some((
-            Identifier::recurring(host),
-            port.unwrap_or(self.default_port()),
-        ))
+        let (host, port) = semconv::recurring_host_port(authority)?;
+        Some((host, port.unwrap_or(self.default_port())))
     }
 }
 

@@ -5,6 +5,7 @@
 //! (gRPC and HTTP) for tests of the exported spans.
 
 pub mod otlp_receiver;
+mod span_count;
 
 use crate::state::{self, UnsampledParent};
 use opentelemetry::trace::TracerProvider as _;

@@ -7,6 +7,7 @@
 //! every raw request body, so a test can assert that a string never left
 //! the process.
 
+use super::span_count::{CountingTraceService, ExportSkeleton};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -90,9 +91,11 @@ impl OtlpReceiver {
         OtlpReceiver::start_with(false)
     }
 
-    /// A receiver that decodes every request but keeps neither spans nor
-    /// bodies, only [`OtlpReceiver::span_count`]: for benchmarks, where
-    /// the collector should cost the machine as little as it can.
+    /// A receiver that keeps neither spans nor bodies, only
+    /// [`OtlpReceiver::span_count`]: for benchmarks, where the collector
+    /// should cost the machine as little as it can. gRPC and HTTP protobuf
+    /// exports are decoded only down to their spans' framing (each span
+    /// is counted, not decoded); JSON exports are decoded whole.
     pub fn start_counting() -> std::io::Result<OtlpReceiver> {
         OtlpReceiver::start_with(true)
     }
@@ -107,9 +110,15 @@ impl OtlpReceiver {
             counting_only,
             ..Store::default()
         });
-        let grpc_router =
+        let grpc_routes = if counting_only {
+            let counted = store.clone();
+            tonic::service::Routes::new(CountingTraceService::new(move |spans| {
+                counted.count(spans);
+            }))
+        } else {
             tonic::service::Routes::new(TraceServiceServer::new(GrpcTraces(store.clone())))
-                .into_axum_router();
+        };
+        let grpc_router = grpc_routes.into_axum_router();
         let http_router = axum::Router::new()
             .route("/v1/traces", axum::routing::post(http_traces))
             .with_state(store.clone());
@@ -163,6 +172,13 @@ impl OtlpReceiver {
                     .windows(needle.len())
                     .any(|window| window == needle)
             })
+    }
+
+    /// Waits until at least `count` spans were received (kept or only
+    /// counted) or `timeout` passed, and returns how many were.
+    pub fn wait_for_span_count(&self, count: usize, timeout: Duration) -> usize {
+        self.wait_until(timeout, |received| received.span_count >= count)
+            .span_count
     }
 
     /// Waits until at least `count` spans were received or `timeout`
@@ -223,12 +239,14 @@ impl Store {
         self.changed.notify_all();
     }
 
+    fn count(&self, spans: usize) {
+        self.lock().span_count += spans;
+        self.changed.notify_all();
+    }
+
     fn keep_spans(&self, transport: Transport, export: ExportTraceServiceRequest) {
         let mut received = self.lock();
         received.span_count += span_count_of(&export);
-        if self.counting_only {
-            return;
-        }
         for resource_spans in export.resource_spans {
             let service_name = resource_spans
                 .resource
@@ -330,6 +348,13 @@ impl TraceService for GrpcTraces {
 
 async fn http_traces(State(store): State<Arc<Store>>, headers: HeaderMap, body: Bytes) -> Response {
     let transport = transport_of(&headers);
+    if store.counting_only && transport == Transport::HttpProtobuf {
+        match ExportSkeleton::decode(body) {
+            Ok(skeleton) => store.count(skeleton.span_count()),
+            Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
+        }
+        return answer(transport);
+    }
     let decoded = match transport {
         Transport::HttpJson => serde_json::from_slice::<ExportTraceServiceRequest>(&body)
             .map_err(|error| error.to_string()),
@@ -339,7 +364,16 @@ async fn http_traces(State(store): State<Arc<Store>>, headers: HeaderMap, body: 
         Ok(export) => export,
         Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
     };
-    store.keep_spans(transport, export);
+    if store.counting_only {
+        store.count(span_count_of(&export));
+    } else {
+        store.keep_spans(transport, export);
+    }
+    answer(transport)
+}
+
+/// The success answer to an OTLP/HTTP export, in the request's encoding.
+fn answer(transport: Transport) -> Response {
     let answer = ExportTraceServiceResponse::default();
     match transport {
         Transport::HttpJson => (
