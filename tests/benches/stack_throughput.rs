@@ -1,8 +1,9 @@
 //! Throughput and latency of the whole local stack (gateway, scheduler
 //! plugins, KV index, pd-proxy, simulated vLLM with no model time), with
 //! tracing off and at 1%, 10% and 100% parent-based sampling, spans
-//! exported over OTLP gRPC to a receiver in this process (which decodes
-//! and counts them, keeping nothing).
+//! exported over OTLP gRPC to a receiver in this process (which counts
+//! them from the export's framing, without decoding them, and keeps
+//! nothing).
 //!
 //! ```text
 //! cargo bench -p llmd-tests --bench stack_throughput
