@@ -11,8 +11,10 @@ use opentelemetry_sdk::trace::SpanData;
 /// Appends the request carrying `spans` under `resource` to `buf`.
 pub(crate) fn encode_request(resource: &Resource, spans: &[SpanData], buf: &mut Vec<u8>) {
     let mut request = ProtoWriter::new(buf);
-    // ExportTraceServiceRequest.resource_spans
-    request.message(1, |resource_spans| {
+    // ExportTraceServiceRequest.resource_spans; a batch's resource and
+    // scope messages take 3-byte length prefixes (16 KiB to 2 MiB), its
+    // spans 2-byte ones, so that none is moved after it is written.
+    request.message_sized(1, 3, |resource_spans| {
         // ResourceSpans.resource
         resource_spans.message(1, |fields| {
             for (key, value) in resource.iter() {
@@ -21,7 +23,7 @@ pub(crate) fn encode_request(resource: &Resource, spans: &[SpanData], buf: &mut 
         });
         for (scope, spans) in ScopeGroups::new(spans) {
             // ResourceSpans.scope_spans
-            resource_spans.message(2, |scope_spans| {
+            resource_spans.message_sized(2, 3, |scope_spans| {
                 // ScopeSpans.scope
                 scope_spans.message(1, |fields| {
                     fields.string(1, scope.name());
@@ -29,7 +31,7 @@ pub(crate) fn encode_request(resource: &Resource, spans: &[SpanData], buf: &mut 
                     attributes(fields, 3, scope.attributes());
                 });
                 for span in spans {
-                    scope_spans.message(2, |fields| encode_span(fields, span));
+                    scope_spans.message_sized(2, 2, |fields| encode_span(fields, span));
                 }
                 scope_spans.string(3, scope.schema_url().unwrap_or_default());
             });

@@ -105,18 +105,34 @@ impl<'a> ProtoWriter<'a> {
     /// or repeated message is): `body` writes its fields, then the length
     /// prefix is patched in front of them.
     pub(crate) fn message(&mut self, field: u32, body: impl FnOnce(&mut ProtoWriter<'_>)) {
+        // One byte holds any length below 128, the common case for
+        // attributes.
+        self.message_sized(field, 1, body);
+    }
+
+    /// A nested message whose length prefix is given `reserved` bytes up
+    /// front: the body is written once and moved only when its length
+    /// needs a prefix of another width (the prefix stays the shortest
+    /// encoding). For messages whose size is known roughly: 2 bytes hold
+    /// 128 to 16,383, 3 bytes up to 2 MiB.
+    pub(crate) fn message_sized(
+        &mut self,
+        field: u32,
+        reserved: usize,
+        body: impl FnOnce(&mut ProtoWriter<'_>),
+    ) {
         self.tag(field, LENGTH_DELIMITED);
         let start = self.buf.len();
-        // One byte holds any length below 128, the common case for
-        // attributes; longer bodies are moved up by the extra bytes.
-        self.buf.push(0);
+        self.buf.resize(start + reserved, 0);
         body(&mut ProtoWriter { buf: self.buf });
-        let len = self.buf.len() - start - 1;
+        let end = self.buf.len();
+        let len = end - start - reserved;
         let prefix_len = varint_len(len as u64);
-        if prefix_len > 1 {
-            let end = self.buf.len();
-            self.buf.resize(end + prefix_len - 1, 0);
-            self.buf.copy_within(start + 1..end, start + prefix_len);
+        if prefix_len != reserved {
+            let body_start = start + prefix_len;
+            self.buf.resize(end.max(body_start + len), 0);
+            self.buf.copy_within(start + reserved..end, body_start);
+            self.buf.truncate(body_start + len);
         }
         let mut value = len as u64;
         for slot in &mut self.buf[start..start + prefix_len] {
@@ -181,6 +197,24 @@ mod tests {
             written(|w| w.double_always(4, 1.5)),
             [0x21, 0, 0, 0, 0, 0, 0, 0xf8, 0x3f]
         );
+    }
+
+    #[test]
+    fn a_reserved_prefix_width_never_changes_the_bytes() {
+        for len in [0, 1, 127, 128, 16_383, 16_384, 70_000] {
+            let text = "y".repeat(len);
+            let plain = written(|w| {
+                w.message(2, |w| w.string(1, &text));
+                w.uint(3, 1);
+            });
+            for reserved in 0..=4 {
+                let sized = written(|w| {
+                    w.message_sized(2, reserved, |w| w.string(1, &text));
+                    w.uint(3, 1);
+                });
+                assert_eq!(sized, plain, "length {len}, {reserved} bytes reserved");
+            }
+        }
     }
 
     #[test]
