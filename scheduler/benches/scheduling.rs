@@ -1,6 +1,9 @@
 //! Scheduler benchmarks:
 //! - one scheduling decision over 100 endpoints with a warm KV index
-//!   (tokenization excluded), for the default and the P/D configuration;
+//!   (tokenization excluded), for the default and the P/D configuration,
+//!   with telemetry off and with every span recorded (under a sampled
+//!   parent, as the gateway runs it; spans dropped at their end, so export
+//!   costs nothing);
 //! - local tokenization of an ~8k-token chat prompt (trained BPE tokenizer
 //!   with a chat template);
 //! - the gateway's added latency over calling the chosen pod directly.
@@ -14,6 +17,8 @@ mod common;
 use criterion::{Criterion, criterion_group, criterion_main};
 use llmd_kv_cache::PodId;
 use llmd_kv_cache::events::{BlockStored, EngineHash, EventBatch, EventSource, KvEvent};
+use llmd_runtime::Context;
+use llmd_runtime::state::{self, UnsampledParent};
 use llmd_scheduler::config::EndpointPickerConfig;
 use llmd_scheduler::kv_index::PrefixCache;
 use llmd_scheduler::plugins::SchedulingRequest;
@@ -21,6 +26,12 @@ use llmd_scheduler::plugins::registry::{build, prefix_cache_settings};
 use llmd_scheduler::pool::{EndpointSpec, Load, PoolSnapshot};
 use llmd_scheduler::scheduler::Scheduler;
 use llmd_scheduler::tokenize::{LocalTokenizer, Prompt};
+use opentelemetry::context::FutureExt;
+use opentelemetry::trace::{
+    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
+};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanProcessor};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
@@ -131,6 +142,50 @@ fn scheduling(c: &mut Criterion) {
                     .unwrap()
             })
         });
+        let provider = SdkTracerProvider::builder()
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
+            .with_span_processor(DropSpans)
+            .build();
+        state::install(provider.tracer("bench"), UnsampledParent::Respected);
+        let parent = Context::new().with_remote_span_context(SpanContext::new(
+            TraceId::from(1_u128),
+            SpanId::from(1_u64),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        ));
+        c.bench_function(&format!("schedule/{name}/100_endpoints/sampled"), |b| {
+            b.iter(|| {
+                rt.block_on(
+                    scheduler
+                        .schedule(&request, &candidates)
+                        .with_context(parent.clone()),
+                )
+                .unwrap()
+            })
+        });
+        state::uninstall();
+        let _ = provider.shutdown();
+    }
+}
+
+/// Drops every span at its end: spans are recorded, export costs nothing.
+#[derive(Debug)]
+struct DropSpans;
+
+impl SpanProcessor for DropSpans {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        std::hint::black_box(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+        Ok(())
     }
 }
 
