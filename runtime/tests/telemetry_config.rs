@@ -149,6 +149,31 @@ fn protocols_and_their_default_endpoints() {
 }
 
 #[test]
+fn compression_other_than_none_is_a_warning_not_a_silent_difference() {
+    for unset_or_none in [
+        read(&[]),
+        read(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")]),
+        read(&[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "None")]),
+    ] {
+        assert!(unset_or_none.warnings().is_empty());
+    }
+    let gzip = read(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]);
+    let warning = only_warning(&gzip, "OTEL_EXPORTER_OTLP_COMPRESSION", "gzip");
+    assert!(warning.message.contains("sent uncompressed"), "{warning}");
+    let signal_wins = read(&[
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd"),
+    ]);
+    let warning = only_warning(
+        &signal_wins,
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "zstd",
+    );
+    assert!(warning.message.contains("unknown compression"), "{warning}");
+    assert_eq!(otlp(&signal_wins).protocol, Protocol::Grpc);
+}
+
+#[test]
 fn generic_endpoint_gets_the_traces_path_for_http_only() {
     let http = read(&[
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),

@@ -133,6 +133,7 @@ impl OtlpSettings {
             DEFAULT_OTLP_TIMEOUT,
         );
         let headers = read_headers(env);
+        check_compression(env);
         OtlpSettings {
             protocol,
             endpoint,
@@ -185,6 +186,32 @@ fn is_http_url(endpoint: &str) -> bool {
         matches!(uri.scheme_str(), Some("http" | "https"))
             && uri.host().is_some_and(|host| !host.is_empty())
     })
+}
+
+/// `OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION`: exports are sent
+/// uncompressed, so asking for `gzip` (the one compression the
+/// specification names) or anything but `none` is a warning, not a silent
+/// difference.
+fn check_compression<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>) {
+    let Some((name, value)) = env.first(&[
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+    ]) else {
+        return;
+    };
+    match value.trim().to_ascii_lowercase().as_str() {
+        "" | "none" => {}
+        "gzip" => env.warn(
+            name,
+            &value,
+            "gzip compression is not supported by this exporter; exports are sent uncompressed",
+        ),
+        _ => env.warn(
+            name,
+            &value,
+            "unknown compression (known: none, gzip); exports are sent uncompressed",
+        ),
+    }
 }
 
 const SKIPPED_HEADER: &str = "an entry is not a valid name=value header (header values are never shown); that entry is skipped";
