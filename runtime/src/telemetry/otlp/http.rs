@@ -70,11 +70,11 @@ impl HttpTransport {
         let body = response.bytes().await.map_err(|error| {
             SendError::retryable(format!("answer cut short: {}", error.without_url()))
         })?;
-        // A JSON answer's partial success is not decoded; an unreadable
-        // protobuf answer to a successful request is still a success.
+        // An unreadable answer to a successful request (an empty body,
+        // say) is still a success.
         Ok(match self.encoding {
             Encoding::Protobuf => ExportTraceServiceResponse::decode(body).unwrap_or_default(),
-            Encoding::Json => ExportTraceServiceResponse::default(),
+            Encoding::Json => ExportTraceServiceResponse::decode_json(&body).unwrap_or_default(),
         })
     }
 }
