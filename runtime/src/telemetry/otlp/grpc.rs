@@ -6,6 +6,7 @@ use super::{SendError, USER_AGENT};
 use crate::telemetry::exporter::OtlpSettings;
 use bytes::{Buf, BufMut, Bytes};
 use http::uri::PathAndQuery;
+use std::time::Duration;
 use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataMap;
@@ -83,16 +84,73 @@ fn status_error(status: tonic::Status) -> SendError {
         last = text;
         cause = error.source();
     }
+    let retry_delay = retry_delay(status.details());
     match status.code() {
         Code::Cancelled
         | Code::DeadlineExceeded
-        | Code::ResourceExhausted
         | Code::Aborted
         | Code::OutOfRange
         | Code::Unavailable
-        | Code::DataLoss => SendError::retryable(description),
+        | Code::DataLoss => SendError::retryable(description).after(retry_delay),
+        // Only when the collector says recovery is possible (RetryInfo).
+        Code::ResourceExhausted if retry_delay.is_some() => {
+            SendError::retryable(description).after(retry_delay)
+        }
         _ => SendError::permanent(description),
     }
+}
+
+/// The type URL of `google.rpc.RetryInfo` in a status's details.
+const RETRY_INFO: &str = "type.googleapis.com/google.rpc.RetryInfo";
+
+/// `google.rpc.Status`, as carried in `grpc-status-details-bin`: only its
+/// details.
+#[derive(Clone, PartialEq, prost::Message)]
+struct StatusDetails {
+    #[prost(message, repeated, tag = "3")]
+    details: Vec<AnyDetail>,
+}
+
+/// `google.protobuf.Any`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct AnyDetail {
+    #[prost(string, tag = "1")]
+    type_url: String,
+    #[prost(bytes = "bytes", tag = "2")]
+    value: Bytes,
+}
+
+/// `google.rpc.RetryInfo`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct RetryInfo {
+    #[prost(message, optional, tag = "1")]
+    retry_delay: Option<ProtoDuration>,
+}
+
+/// `google.protobuf.Duration`.
+#[derive(Clone, PartialEq, prost::Message)]
+struct ProtoDuration {
+    #[prost(int64, tag = "1")]
+    seconds: i64,
+    #[prost(int32, tag = "2")]
+    nanos: i32,
+}
+
+/// The pause a collector asks for with a `google.rpc.RetryInfo` in the
+/// status details, if it sent one (a negative delay counts as none asked).
+fn retry_delay(details: &[u8]) -> Option<Duration> {
+    let status = <StatusDetails as prost::Message>::decode(details).ok()?;
+    let info = status
+        .details
+        .into_iter()
+        .find(|detail| detail.type_url == RETRY_INFO)?;
+    let delay = <RetryInfo as prost::Message>::decode(info.value)
+        .ok()?
+        .retry_delay
+        .unwrap_or_default();
+    let seconds = u64::try_from(delay.seconds).ok()?;
+    let nanos = u32::try_from(delay.nanos).ok()?;
+    Some(Duration::new(seconds, 0) + Duration::from_nanos(u64::from(nanos)))
 }
 
 /// Sends pre-encoded request bytes and decodes the collector's answer.
@@ -142,13 +200,59 @@ impl Decoder for ExportCodec {
 mod tests {
     use super::*;
 
+    fn details_with_retry_info(seconds: i64, nanos: i32) -> Bytes {
+        let info = RetryInfo {
+            retry_delay: Some(ProtoDuration { seconds, nanos }),
+        };
+        let status = StatusDetails {
+            details: vec![
+                AnyDetail {
+                    type_url: "type.googleapis.com/google.rpc.DebugInfo".to_owned(),
+                    value: Bytes::from_static(b"\x0a\x01x"),
+                },
+                AnyDetail {
+                    type_url: RETRY_INFO.to_owned(),
+                    value: prost::Message::encode_to_vec(&info).into(),
+                },
+            ],
+        };
+        prost::Message::encode_to_vec(&status).into()
+    }
+
+    #[test]
+    fn resource_exhausted_is_retried_only_with_retry_info_and_after_its_delay() {
+        let plain = status_error(tonic::Status::new(Code::ResourceExhausted, "quota"));
+        assert!(!plain.retryable);
+        let details = details_with_retry_info(2, 500_000_000);
+        let asked = status_error(tonic::Status::with_details(
+            Code::ResourceExhausted,
+            "quota",
+            details,
+        ));
+        assert!(asked.retryable);
+        assert_eq!(asked.after, Some(Duration::from_millis(2_500)));
+        let unavailable = status_error(tonic::Status::with_details(
+            Code::Unavailable,
+            "",
+            details_with_retry_info(1, 0),
+        ));
+        assert_eq!(unavailable.after, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn unreadable_or_negative_retry_info_asks_for_nothing() {
+        assert_eq!(retry_delay(b""), None);
+        assert_eq!(retry_delay(b"\xff\xff"), None);
+        assert_eq!(retry_delay(&details_with_retry_info(-1, 0)), None);
+        assert_eq!(
+            retry_delay(&details_with_retry_info(0, 0)),
+            Some(Duration::ZERO)
+        );
+    }
+
     #[test]
     fn transient_codes_are_retried_and_messages_are_not_shown() {
-        for code in [
-            Code::Unavailable,
-            Code::ResourceExhausted,
-            Code::DeadlineExceeded,
-        ] {
+        for code in [Code::Unavailable, Code::DeadlineExceeded] {
             let error = status_error(tonic::Status::new(code, "token=secret"));
             assert!(error.retryable, "{code:?}");
             assert!(
