@@ -13,14 +13,14 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use llmd_runtime::state::{self, UnsampledParent};
+use llmd_runtime::testing::DiscardSpans;
 use llmd_runtime::{Context, traced_span};
 use opentelemetry::trace::{
     SpanContext, SpanId, SpanKind, TraceContextExt, TraceFlags, TraceId, Tracer,
     TracerProvider as _,
 };
 use opentelemetry::{ContextGuard, KeyValue};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider, SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 use std::borrow::Cow;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -84,23 +84,6 @@ fn with_fastrace(model: &'static str, pods: usize, ratio: f64) -> usize {
     black_box(pods)
 }
 
-/// A span processor that drops every span.
-#[derive(Debug)]
-struct Drop;
-
-impl SpanProcessor for Drop {
-    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &Context) {}
-    fn on_end(&self, span: SpanData) {
-        black_box(span);
-    }
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-}
-
 struct DropReports;
 
 impl fastrace::collector::Reporter for DropReports {
@@ -143,7 +126,7 @@ impl Case {
 fn tracer() -> (SdkTracerProvider, SdkTracer) {
     let provider = SdkTracerProvider::builder()
         .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
-        .with_span_processor(Drop)
+        .with_span_processor(DiscardSpans)
         .build();
     let tracer = provider.tracer("bench");
     (provider, tracer)

@@ -12,12 +12,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use http::Request;
 use llmd_runtime::http::ServerTraceLayer;
 use llmd_runtime::span::SpanMeta;
-use llmd_runtime::state::{self, UnsampledParent};
-use opentelemetry::trace::{SpanKind, TracerProvider as _};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanProcessor};
+use llmd_runtime::state;
+use llmd_runtime::testing::install_discarding;
+use opentelemetry::trace::SpanKind;
+use opentelemetry_sdk::trace::Sampler;
 use std::hint::black_box;
-use std::time::Duration;
 use tokio::runtime::Runtime;
 use tower::ServiceExt;
 
@@ -25,36 +24,6 @@ static REQUEST: SpanMeta = SpanMeta::new("gateway.request", SpanKind::Server);
 
 const SAMPLED_PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const UNSAMPLED_PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00";
-
-/// Accepts every span and drops it: the SDK's recording cost without export.
-#[derive(Debug)]
-struct Discard;
-
-impl SpanProcessor for Discard {
-    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        black_box(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
-        Ok(())
-    }
-}
-
-fn install(sampler: Sampler) -> SdkTracerProvider {
-    let unsampled_parent = UnsampledParent::of(&sampler);
-    let provider = SdkTracerProvider::builder()
-        .with_sampler(sampler)
-        .with_span_processor(Discard)
-        .build();
-    state::install(provider.tracer("bench"), unsampled_parent);
-    provider
-}
 
 fn app() -> Router {
     Router::new().route("/v1/completions/{id}", post(|| async { "ok" }))
@@ -112,12 +81,12 @@ fn server_layer(c: &mut Criterion) {
         SAMPLED_PARENT,
     );
 
-    let provider = install(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+    let provider = install_discarding(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
     bench_latency(c, "server_layer/not_sampled", &traced, UNSAMPLED_PARENT);
     state::uninstall();
     let _ = provider.shutdown();
 
-    let provider = install(Sampler::AlwaysOn);
+    let provider = install_discarding(Sampler::AlwaysOn);
     bench_latency(c, "server_layer/sampled", &traced, SAMPLED_PARENT);
     state::uninstall();
     let _ = provider.shutdown();

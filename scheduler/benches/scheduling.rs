@@ -18,7 +18,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use llmd_kv_cache::PodId;
 use llmd_kv_cache::events::{BlockStored, EngineHash, EventBatch, EventSource, KvEvent};
 use llmd_runtime::Context;
-use llmd_runtime::state::{self, UnsampledParent};
+use llmd_runtime::state;
+use llmd_runtime::testing::install_discarding;
 use llmd_scheduler::config::EndpointPickerConfig;
 use llmd_scheduler::kv_index::PrefixCache;
 use llmd_scheduler::plugins::SchedulingRequest;
@@ -27,11 +28,8 @@ use llmd_scheduler::pool::{EndpointSpec, Load, PoolSnapshot};
 use llmd_scheduler::scheduler::Scheduler;
 use llmd_scheduler::tokenize::{LocalTokenizer, Prompt};
 use opentelemetry::context::FutureExt;
-use opentelemetry::trace::{
-    SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState, TracerProvider as _,
-};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanProcessor};
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use opentelemetry_sdk::trace::Sampler;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
@@ -142,11 +140,7 @@ fn scheduling(c: &mut Criterion) {
                     .unwrap()
             })
         });
-        let provider = SdkTracerProvider::builder()
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)))
-            .with_span_processor(DropSpans)
-            .build();
-        state::install(provider.tracer("bench"), UnsampledParent::Respected);
+        let provider = install_discarding(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
         let parent = Context::new().with_remote_span_context(SpanContext::new(
             TraceId::from(1_u128),
             SpanId::from(1_u64),
@@ -166,26 +160,6 @@ fn scheduling(c: &mut Criterion) {
         });
         state::uninstall();
         let _ = provider.shutdown();
-    }
-}
-
-/// Drops every span at its end: spans are recorded, export costs nothing.
-#[derive(Debug)]
-struct DropSpans;
-
-impl SpanProcessor for DropSpans {
-    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        std::hint::black_box(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
-        Ok(())
     }
 }
 

@@ -89,12 +89,11 @@ impl RequestSpan {
 /// sampling parameters when set.
 const MAX_ATTRIBUTES: usize = 13;
 
-fn attributes(record: &RequestRecord) -> Vec<KeyValue> {
+fn attributes(record: &RequestRecord) -> impl Iterator<Item = KeyValue> {
     let t = &record.timeline;
     let seconds = |from: Instant, to: Instant| to.saturating_duration_since(from).as_secs_f64();
     let float = |key, value: f64| key_value::<kind::Float, _>(key, value);
-    let mut attributes = Vec::with_capacity(MAX_ATTRIBUTES);
-    attributes.extend([
+    let always = [
         float(
             "gen_ai.latency.time_to_first_token",
             seconds(t.arrival, t.first_token),
@@ -119,22 +118,16 @@ fn attributes(record: &RequestRecord) -> Vec<KeyValue> {
         key_value::<kind::Int, _>("gen_ai.usage.prompt_tokens", record.prompt_tokens),
         key_value::<kind::Int, _>("gen_ai.usage.completion_tokens", record.completion_tokens),
         key_value::<kind::Str, _>("gen_ai.request.id", record.request_id.clone()),
-    ]);
+    ];
+    // The sampling parameters the request set; they go straight into the
+    // span's list, which was made with room for all of them.
     let s = &record.sampling;
-    if s.top_p != 0.0 {
-        attributes.push(float("gen_ai.request.top_p", s.top_p));
-    }
-    if s.max_tokens != 0 {
-        attributes.push(key_value::<kind::Int, _>(
-            "gen_ai.request.max_tokens",
-            s.max_tokens,
-        ));
-    }
-    if s.temperature != 0.0 {
-        attributes.push(float("gen_ai.request.temperature", s.temperature));
-    }
-    if s.n != 0 {
-        attributes.push(key_value::<kind::Int, _>("gen_ai.request.n", s.n));
-    }
-    attributes
+    let when_set = [
+        (s.top_p != 0.0).then(|| float("gen_ai.request.top_p", s.top_p)),
+        (s.max_tokens != 0)
+            .then(|| key_value::<kind::Int, _>("gen_ai.request.max_tokens", s.max_tokens)),
+        (s.temperature != 0.0).then(|| float("gen_ai.request.temperature", s.temperature)),
+        (s.n != 0).then(|| key_value::<kind::Int, _>("gen_ai.request.n", s.n)),
+    ];
+    always.into_iter().chain(when_set.into_iter().flatten())
 }

@@ -123,6 +123,40 @@ pub fn attribute<'a>(span: &'a SpanData, key: &str) -> Option<&'a opentelemetry:
         .map(|kv| &kv.value)
 }
 
+/// A span processor that accepts every span and drops it at its end: the
+/// SDK's recording cost without any export, for benchmarks.
+#[derive(Debug, Default)]
+pub struct DiscardSpans;
+
+impl SpanProcessor for DiscardSpans {
+    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
+
+    fn on_end(&self, span: SpanData) {
+        std::hint::black_box(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+}
+
+/// Installs a tracer sampling with `sampler` whose spans are recorded and
+/// dropped ([`DiscardSpans`]), for benchmarks; returns its provider (undo
+/// with [`state::uninstall`] and shut the provider down).
+pub fn install_discarding(sampler: Sampler) -> SdkTracerProvider {
+    let unsampled_parent = UnsampledParent::of(&sampler);
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(sampler)
+        .with_span_processor(DiscardSpans)
+        .build();
+    state::install(provider.tracer("bench"), unsampled_parent);
+    provider
+}
+
 #[derive(Debug)]
 struct Collect(Arc<Mutex<Vec<SpanData>>>);
 
