@@ -26,31 +26,8 @@ pub async fn run(cli: Cli) -> ExitCode {
     for address in proxy.addresses() {
         println!("llmd-pd-proxy listening on {address}");
     }
-    wait_for_signal().await;
+    llmd_runtime::shutdown::signal().await;
     proxy.shutdown().await;
     drop(telemetry);
     ExitCode::SUCCESS
-}
-
-async fn wait_for_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }

@@ -1,13 +1,14 @@
-//! The `llmd-scheduler` process: telemetry, the app, its listener and
-//! Ctrl-C; what the binary's `main` runs, public so that other binaries can
-//! run a scheduler process with the same command line.
+//! The `llmd-scheduler` process: telemetry, the app, its listener and the
+//! stop signals (SIGINT, SIGTERM); what the binary's `main` runs, public so
+//! that other binaries can run a scheduler process with the same command
+//! line.
 
 use crate::app::App;
 use crate::cli::{CliError, parse_args};
 use std::process::ExitCode;
 
 /// Runs the scheduler the arguments (without the program name) describe
-/// until Ctrl-C; prints its listening address on stdout.
+/// until SIGINT or SIGTERM; prints its listening address on stdout.
 pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
     let options = match parse_args(args) {
         Ok(options) => options,
@@ -45,7 +46,7 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
     tracing::info!(listen = %options.listen, "llmd-scheduler serving");
     let outcome = tokio::select! {
         served = app.serve(listener) => served,
-        _ = tokio::signal::ctrl_c() => Ok(()),
+        () = llmd_runtime::shutdown::signal() => Ok(()),
     };
     drop(app);
     drop(telemetry);

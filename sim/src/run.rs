@@ -38,7 +38,7 @@ pub fn run(args: Args) -> ExitCode {
                 println!("vllm-sim kv events replay on {replay}");
             }
         }
-        shutdown_signal().await;
+        llmd_runtime::shutdown::signal().await;
         server.shutdown().await?;
         Ok::<_, Box<dyn std::error::Error>>(())
     });
@@ -63,28 +63,4 @@ fn init_telemetry(otlp_endpoint: Option<&str>) -> TelemetryGuard {
     });
     config.disabled = config.disabled || otlp_endpoint.is_none();
     telemetry::init_with(config)
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        // Without a Ctrl-C handler the server runs until SIGTERM.
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
-    }
 }

@@ -223,7 +223,7 @@ impl ComponentProcess {
     /// nothing if it has already exited.
     pub fn interrupt(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
-            interrupt(self.child.id());
+            send_signal(self.child.id(), libc::SIGINT);
         }
     }
 
@@ -237,6 +237,20 @@ impl ComponentProcess {
     /// five seconds, then kills it; returns how it exited.
     pub fn stop(&mut self) -> std::io::Result<ExitStatus> {
         self.interrupt();
+        self.wait_or_kill()
+    }
+
+    /// Asks the child to stop with SIGTERM (as Kubernetes and process
+    /// supervisors do), waits up to five seconds, then kills it; returns
+    /// how it exited.
+    pub fn terminate(&mut self) -> std::io::Result<ExitStatus> {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            send_signal(self.child.id(), libc::SIGTERM);
+        }
+        self.wait_or_kill()
+    }
+
+    fn wait_or_kill(&mut self) -> std::io::Result<ExitStatus> {
         let deadline = Instant::now() + STOP_GRACE;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {
@@ -259,14 +273,14 @@ impl Drop for ComponentProcess {
     }
 }
 
-/// Sends SIGINT to process `pid`.
-fn interrupt(pid: u32) {
+/// Sends `signal` to process `pid`.
+fn send_signal(pid: u32, signal: libc::c_int) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: kill(2) has no memory-safety preconditions. Callers pass
         // the id of a child that has not been reaped yet, so it cannot name
         // another process.
         unsafe {
-            libc::kill(pid, libc::SIGINT);
+            libc::kill(pid, signal);
         }
     }
 }

@@ -44,7 +44,7 @@ struct Cli {
     command: Option<Command>,
 
     /// Keep the stack running, print its endpoints and each trace as it
-    /// completes; Ctrl-C stops it.
+    /// completes; Ctrl-C (or SIGTERM) stops it.
     #[arg(long)]
     serve: bool,
 
@@ -169,9 +169,8 @@ fn run_stack(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         runtime.spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                flag.store(true, Ordering::Relaxed);
-            }
+            llmd_runtime::shutdown::signal().await;
+            flag.store(true, Ordering::Relaxed);
         });
         serve::print_traces(&receiver, &stop, &mut out)?;
         writeln!(out, "\nstopping the stack")?;

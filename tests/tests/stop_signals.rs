@@ -1,0 +1,147 @@
+//! Each service stops cleanly on SIGTERM (what Kubernetes sends), not only
+//! on Ctrl-C: it exits 0 and its queued spans reach the collector first.
+//! The batch delay is set far beyond the test, so a span that arrives was
+//! flushed by the shutdown.
+
+mod support;
+
+use llmd_runtime::testing::otlp_receiver::OtlpReceiver;
+use llmd_tests::component::Component;
+use llmd_tests::process::{ComponentProcess, Launch};
+use llmd_tests::sampling::Sampling;
+use llmd_tests::stack::{DEFAULT_MODEL, PodRole, StackOptions, Tracing};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use support::WAIT;
+
+/// Stack options exporting every span to `receiver`.
+fn traced(receiver: &OtlpReceiver) -> StackOptions {
+    StackOptions::new(
+        support::launcher(),
+        Tracing::Otlp {
+            endpoint: receiver.grpc_endpoint(),
+            sampling: Sampling::ratio(1.0),
+        },
+    )
+}
+
+/// `launch` with spans held in the queue until shutdown.
+fn held(mut launch: Launch) -> Launch {
+    launch
+        .env
+        .push(("OTEL_BSP_SCHEDULE_DELAY".into(), "600000".into()));
+    launch
+}
+
+/// Sends one POST of `body` to `path` at `address` and returns the status
+/// line.
+fn post(address: &str, path: &str, body: &str) -> String {
+    let mut stream = TcpStream::connect(address).expect("connects");
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request sent");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer read");
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Starts `launch`, sends one request, stops the process with SIGTERM and
+/// checks that it exited 0 with the span named `span` exported.
+fn stops_on_sigterm(
+    receiver: &OtlpReceiver,
+    launch: Launch,
+    listening: &str,
+    path: &str,
+    body: &str,
+    span: &str,
+) {
+    let dir = support::log_dir(&launch.name);
+    std::fs::create_dir_all(&dir).expect("log dir");
+    let mut process =
+        ComponentProcess::spawn(&support::launcher(), &held(launch), &dir).expect("starts");
+    let address = process.wait_for_line(listening, WAIT).expect("listening");
+    let status_line = post(&address, path, body);
+    assert!(status_line.starts_with("HTTP/1.1 "), "{status_line}");
+    assert!(
+        receiver.spans().iter().all(|s| s.name() != span),
+        "{span} exported before the shutdown: the batch delay did not hold it"
+    );
+    let status = process.terminate().expect("stopped");
+    assert!(status.success(), "{}: {status}", process.name());
+    let names: Vec<String> = receiver
+        .spans()
+        .iter()
+        .map(|s| s.name().to_owned())
+        .collect();
+    assert!(names.iter().any(|n| n == span), "{span} not in {names:?}");
+}
+
+#[test]
+fn the_simulator_flushes_its_spans_and_exits_zero_on_sigterm() {
+    let receiver = OtlpReceiver::start().expect("receiver");
+    let launch = traced(&receiver).vllm_launch("vllm-sigterm", PodRole::Decode);
+    let body = format!(r#"{{"model":"{DEFAULT_MODEL}","prompt":"hi","max_tokens":1}}"#);
+    stops_on_sigterm(
+        &receiver,
+        launch,
+        "vllm-sim listening on ",
+        "/v1/completions",
+        &body,
+        "llm_request",
+    );
+}
+
+#[test]
+fn the_pd_proxy_flushes_its_spans_and_exits_zero_on_sigterm() {
+    let receiver = OtlpReceiver::start().expect("receiver");
+    // Nothing listens on port 1: the request span ends with a 503.
+    let launch = traced(&receiver).pd_proxy_launch("pd-proxy-sigterm", 1);
+    stops_on_sigterm(
+        &receiver,
+        launch,
+        "llmd-pd-proxy listening on ",
+        "/v1/completions",
+        r#"{"model":"m","prompt":"hi"}"#,
+        "llm_d.pd_proxy.request",
+    );
+}
+
+#[test]
+fn the_scheduler_flushes_its_spans_and_exits_zero_on_sigterm() {
+    let receiver = OtlpReceiver::start().expect("receiver");
+    let dir = support::log_dir("scheduler-sigterm-files");
+    std::fs::create_dir_all(&dir).expect("dir");
+    // One pod nobody serves: the request span ends with "no ready endpoint".
+    let pool = dir.join("pool.yaml");
+    std::fs::write(
+        &pool,
+        format!("endpoints:\n- address: 127.0.0.1:1\n  model: {DEFAULT_MODEL}\n"),
+    )
+    .expect("pool written");
+    let launch = Launch {
+        name: "scheduler-sigterm".into(),
+        component: Component::Scheduler,
+        args: vec![
+            "--pool".into(),
+            pool.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--no-reload".into(),
+        ],
+        env: traced(&receiver).telemetry_env("llm-d-scheduler"),
+    };
+    let body =
+        format!(r#"{{"model":"{DEFAULT_MODEL}","messages":[{{"role":"user","content":"hi"}}]}}"#);
+    stops_on_sigterm(
+        &receiver,
+        launch,
+        "llmd-scheduler listening on ",
+        "/v1/chat/completions",
+        &body,
+        "gateway.request",
+    );
+}
