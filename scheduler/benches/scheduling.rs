@@ -124,7 +124,7 @@ fn scheduling(c: &mut Criterion) {
         ("pd", pd),
     ] {
         let (scheduler, pool, prompt) = rt.block_on(warm_pool(config));
-        let request = SchedulingRequest::new("m", "bench", Some(prompt));
+        let request = SchedulingRequest::with_tokens("m", "bench", prompt);
         let candidates = pool.endpoints().to_vec();
         let mut samples = Vec::with_capacity(20_000);
         for _ in 0..runs(20_000) {

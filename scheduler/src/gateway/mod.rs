@@ -21,8 +21,8 @@ use forward::{REQUEST_ID_HEADER, Upstream};
 use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use llmd_runtime::http::ServerTraceLayer;
+use llmd_runtime::record;
 use llmd_runtime::span::SpanMeta;
-use llmd_runtime::{Identifier, record};
 use metrics::GatewayMetrics;
 use opentelemetry::trace::SpanKind;
 use request::Route;
@@ -123,10 +123,11 @@ impl Gateway {
         let body = self.read_body(body).await?;
         let parsed = request::parse(route, &body)?;
         let request_id = request_id(&headers);
+        let mut scheduling = SchedulingRequest::new(&parsed.model, &request_id);
         record!(
             gen_ai.operation.name = route.operation(),
-            gen_ai.request.model = Identifier::recurring(&parsed.model),
-            gen_ai.request.id = Identifier::new(&request_id),
+            gen_ai.request.model = scheduling.model_attr.clone(),
+            gen_ai.request.id = scheduling.request_id.clone(),
         );
         let snapshot = self.pool.snapshot();
         if !snapshot.serves(&parsed.model) {
@@ -136,22 +137,18 @@ impl Gateway {
         let Some(first) = candidates.first() else {
             return Err(ApiError::NoReadyEndpoint(parsed.model));
         };
-        let tokens = if self.scheduler.needs_tokens() {
+        if self.scheduler.needs_tokens() {
             match self
                 .tokenizers
                 .tokens(&parsed.model, &parsed.prompt, first.spec().address)
                 .await
             {
-                Ok(tokens) => Some(tokens),
+                Ok(tokens) => scheduling.tokens = Some(Arc::from(tokens)),
                 Err(error) => {
                     tracing::warn!(%error, "prompt not tokenized; prefix scores and P/D decision go without it");
-                    None
                 }
             }
-        } else {
-            None
-        };
-        let scheduling = SchedulingRequest::new(&parsed.model, &request_id, tokens);
+        }
         let started = Instant::now();
         let decision = self
             .scheduler

@@ -31,13 +31,21 @@ pub struct SchedulingRequest {
 }
 
 impl SchedulingRequest {
-    /// Describes a request.
-    pub fn new(model: &str, request_id: &str, tokens: Option<Vec<u32>>) -> SchedulingRequest {
+    /// Describes a request whose prompt is not tokenized (yet).
+    pub fn new(model: &str, request_id: &str) -> SchedulingRequest {
         SchedulingRequest {
             model: Arc::from(model),
             model_attr: Identifier::recurring(model),
             request_id: Identifier::new(request_id),
-            tokens: tokens.map(Arc::from),
+            tokens: None,
+        }
+    }
+
+    /// Describes a request with its prompt's token ids.
+    pub fn with_tokens(model: &str, request_id: &str, tokens: Vec<u32>) -> SchedulingRequest {
+        SchedulingRequest {
+            tokens: Some(Arc::from(tokens)),
+            ..SchedulingRequest::new(model, request_id)
         }
     }
 }

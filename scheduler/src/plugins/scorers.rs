@@ -320,21 +320,21 @@ mod tests {
             weight: 1.0,
             kind: ScorerKind::PrefixCache { cache },
         };
-        let request = SchedulingRequest::new("m", "r1", Some(prompt.clone()));
+        let request = SchedulingRequest::with_tokens("m", "r1", prompt.clone());
         let mut state = CycleState::default();
         let scores = scorer.score(&request, snap.endpoints(), &mut state).await;
         assert_eq!(scores, [1.0, 0.25, 0.0]);
         assert_eq!(state.matched_blocks.get(&0), Some(&4));
         assert_eq!(state.matched_blocks.get(&1), Some(&1));
         assert_eq!(state.block_size, 4);
-        let other_model = SchedulingRequest::new("other", "r2", Some(prompt));
+        let other_model = SchedulingRequest::with_tokens("other", "r2", prompt);
         assert_eq!(
             scorer
                 .score(&other_model, snap.endpoints(), &mut state)
                 .await,
             [0.0; 3]
         );
-        let untokenized = SchedulingRequest::new("m", "r3", None);
+        let untokenized = SchedulingRequest::new("m", "r3");
         assert_eq!(
             scorer
                 .score(&untokenized, snap.endpoints(), &mut state)
