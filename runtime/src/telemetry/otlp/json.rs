@@ -125,7 +125,9 @@ fn attributes<'a>(fields: &mut Object<'_>, attributes: impl IntoIterator<Item = 
 }
 
 fn attribute(fields: &mut Object<'_>, key: &str, value: &Value) {
-    fields.string("key", key);
+    // Written even when empty: decoders such as opentelemetry-proto's
+    // reject a KeyValue without its key.
+    fields.string_always("key", key);
     fields.object("value", |any| any_value(any, value));
 }
 

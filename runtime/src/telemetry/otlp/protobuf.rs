@@ -1,9 +1,9 @@
 //! `ExportTraceServiceRequest` in the protobuf encoding, written straight
 //! from the SDK's span data (no intermediate message structs).
 
-use super::wire::ProtoWriter;
+use super::wire::{ProtoWriter, varint_len};
 use super::{ScopeGroups, span_flags, span_kind_number, status_code, unix_nanos};
-use opentelemetry::trace::Status;
+use opentelemetry::trace::{Status, TraceState};
 use opentelemetry::{Array, KeyValue, Value};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
@@ -45,7 +45,9 @@ fn encode_span(fields: &mut ProtoWriter<'_>, span: &SpanData) {
     let context = &span.span_context;
     fields.bytes(1, &context.trace_id().to_bytes());
     fields.bytes(2, &context.span_id().to_bytes());
-    fields.string(3, &context.trace_state().header());
+    if *context.trace_state() != TraceState::NONE {
+        fields.string(3, &context.trace_state().header());
+    }
     if span.parent_span_id != opentelemetry::trace::SpanId::INVALID {
         fields.bytes(4, &span.parent_span_id.to_bytes());
     }
@@ -100,12 +102,42 @@ fn attributes<'a>(
     }
 }
 
-/// One `KeyValue` as field `field`.
+/// One `KeyValue` as field `field`. A scalar value's sizes are known
+/// before writing, so both messages get their length prefixes first;
+/// arrays are patched in afterwards.
 fn attribute(fields: &mut ProtoWriter<'_>, field: u32, key: &str, value: &Value) {
-    fields.message(field, |key_value| {
-        key_value.string(1, key);
-        key_value.message(2, |any| any_value(any, value));
-    });
+    match scalar_any_value_len(value) {
+        Some(any_len) => {
+            let key_len = if key.is_empty() {
+                0
+            } else {
+                1 + varint_len(key.len() as u64) + key.len()
+            };
+            let len = key_len + 1 + varint_len(any_len as u64) + any_len;
+            fields.message_exact(field, len, |key_value| {
+                key_value.string(1, key);
+                key_value.message_exact(2, any_len, |any| any_value(any, value));
+            });
+        }
+        None => fields.message(field, |key_value| {
+            key_value.string(1, key);
+            key_value.message(2, |any| any_value(any, value));
+        }),
+    }
+}
+
+/// The encoded size of the `AnyValue` holding `value`, for scalar values
+/// (a one-byte tag and the value; see [`any_value`]).
+fn scalar_any_value_len(value: &Value) -> Option<usize> {
+    match value {
+        Value::String(text) => {
+            Some(1 + varint_len(text.as_str().len() as u64) + text.as_str().len())
+        }
+        Value::Bool(_) => Some(2),
+        Value::I64(number) => Some(1 + varint_len(*number as u64)),
+        Value::F64(_) => Some(9),
+        _ => None,
+    }
 }
 
 /// The `oneof value` of an `AnyValue`.

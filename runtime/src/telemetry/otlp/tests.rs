@@ -40,6 +40,9 @@ fn every_value_kind() -> Vec<KeyValue> {
         KeyValue::new("llm_d.score", 0.0_f64),
         KeyValue::new("ratio", 1e-300_f64),
         KeyValue::new("empty", ""),
+        // Lengths that take two-byte prefixes, in the value and around it.
+        KeyValue::new("long", "x".repeat(200)),
+        KeyValue::new("", "an empty key"),
         KeyValue::new("bools", Value::Array(Array::Bool(vec![true, false]))),
         KeyValue::new("ints", Value::Array(Array::I64(vec![0, 1, -1]))),
         KeyValue::new("floats", Value::Array(Array::F64(vec![0.5, -2.0]))),

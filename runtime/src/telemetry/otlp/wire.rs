@@ -101,6 +101,22 @@ impl<'a> ProtoWriter<'a> {
         }
     }
 
+    /// A nested message field whose body is known to take exactly `len`
+    /// bytes: the length prefix is written first, so nothing is patched
+    /// or moved. `body` must write exactly `len` bytes.
+    pub(crate) fn message_exact(
+        &mut self,
+        field: u32,
+        len: usize,
+        body: impl FnOnce(&mut ProtoWriter<'_>),
+    ) {
+        self.tag(field, LENGTH_DELIMITED);
+        self.varint(len as u64);
+        let start = self.buf.len();
+        body(&mut ProtoWriter { buf: self.buf });
+        debug_assert_eq!(self.buf.len() - start, len, "message_exact: wrong length");
+    }
+
     /// A nested message field (written even when empty, as a set optional
     /// or repeated message is): `body` writes its fields, then the length
     /// prefix is patched in front of them.
@@ -143,7 +159,7 @@ impl<'a> ProtoWriter<'a> {
 }
 
 /// How many bytes the varint encoding of `value` takes.
-fn varint_len(value: u64) -> usize {
+pub(crate) fn varint_len(value: u64) -> usize {
     let bits = 64 - (value | 1).leading_zeros() as usize;
     bits.div_ceil(7)
 }
