@@ -8,15 +8,15 @@ process), sends N1 and then N2 sequential non-streaming requests (each
 carrying a sampled `traceparent`, as requests from the gateway do) in two
 separate runs (the backend in a child process, so that it does not wait
 for this one's interpreter lock), and reports (instructions(N2) - instructions(N1)) / (N2 - N1):
-the per-request cost with start-up and shutdown cancelled out.
+the per-request cost with start-up and shutdown cancelled out (the
+counting is shared with the scheduler's benchmark:
+`scripts/callgrind_per_request.py`).
 
 Configurations: tracing off (`OTEL_SDK_DISABLED=true`) and tracing on at
 100 % with spans recorded and dropped (`OTEL_TRACES_EXPORTER=none`, the
 default parent-based sampler following the sampled caller). Each is run
-`--rounds` times. Hashing (SipHash and hashbrown, in the connection pool and
-the runtime) moves by a few thousand instructions per request from run to
-run in either configuration, so a second figure leaves those functions out
-(from `callgrind_annotate`); compare medians of several rounds.
+`--rounds` times; a second figure leaves hashing functions out, which move
+by a few thousand instructions per request from run to run.
 
 Needs valgrind and a release build:
     cargo build --release -p llmd-pd-proxy
@@ -24,18 +24,16 @@ Needs valgrind and a release build:
 """
 
 import argparse
-import http.client
 import http.server
 import multiprocessing
 import os
 import pathlib
-import re
-import socket
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "scripts"))
+import callgrind_per_request as counting  # noqa: E402
 
 REQUEST_BODY = b'{"model":"m","prompt":"hello","max_tokens":4}'
 RESPONSE_BODY = (
@@ -71,79 +69,6 @@ class Backend(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(port, deadline):
-    while time.monotonic() < deadline:
-        try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-            conn.request("GET", "/health")
-            response = conn.getresponse()
-            response.read()
-            if response.status == 200:
-                return conn
-        except OSError:
-            pass
-        time.sleep(0.3)
-    sys.exit(f"the proxy on port {port} never became healthy")
-
-
-HASHING = re.compile(r"sip::Hasher|hash_one|hashbrown")
-ANNOTATED = re.compile(r"^\s*([\d,]+) \([ \d.]+%\)\s+(\S.*)$")
-
-
-def hashing(callgrind_out):
-    """Instructions spent in hashing functions, from callgrind_annotate."""
-    listing = subprocess.run(
-        ["callgrind_annotate", "--inclusive=no", "--threshold=100", "--auto=no", callgrind_out],
-        capture_output=True, text=True, check=True,
-    ).stdout
-    total = 0
-    for line in listing.splitlines():
-        match = ANNOTATED.match(line)
-        if match and "PROGRAM TOTALS" not in line and HASHING.search(match.group(2)):
-            total += int(match.group(1).replace(",", ""))
-    return total
-
-
-def instructions(binary, backend_port, env, requests, out_dir):
-    """Instructions of one proxy run serving `requests` requests: in all,
-    and in hashing functions."""
-    port = free_port()
-    out = pathlib.Path(out_dir) / f"callgrind.{port}"
-    proxy = subprocess.Popen(
-        [
-            "valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
-            binary, "--port", str(port), "--vllm-port", str(backend_port),
-            "--decoder-host", "127.0.0.1", "--bind-address", "127.0.0.1",
-            "--secure-proxy=false",
-        ],
-        env={**os.environ, **env},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        conn = wait_healthy(port, time.monotonic() + 120)
-        headers = {"content-type": "application/json", "traceparent": TRACEPARENT}
-        for _ in range(requests):
-            conn.request("POST", "/v1/completions", REQUEST_BODY, headers)
-            response = conn.getresponse()
-            body = response.read()
-            if response.status != 200:
-                sys.exit(f"request failed: {response.status} {body!r}")
-        conn.close()
-    finally:
-        proxy.terminate()
-        proxy.wait(timeout=120)
-    match = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.M)
-    if not match:
-        sys.exit(f"no instruction total in {out}")
-    return int(match.group(1)), hashing(str(out))
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -158,29 +83,24 @@ def main():
     serving = multiprocessing.Process(target=backend.serve_forever, daemon=True)
     serving.start()
     backend.socket.close()
-    per_request = {name: [] for name in CONFIGS}
-    without_hashing = {name: [] for name in CONFIGS}
-    span = args.n2 - args.n1
+    command = [
+        args.binary, "--port", "{port}", "--vllm-port", str(backend_port),
+        "--decoder-host", "127.0.0.1", "--bind-address", "127.0.0.1",
+        "--secure-proxy=false",
+    ]
+    headers = {"content-type": "application/json", "traceparent": TRACEPARENT}
     with tempfile.TemporaryDirectory() as out_dir:
-        for round_number in range(1, args.rounds + 1):
-            for name, env in CONFIGS.items():
-                small, small_hashing = instructions(args.binary, backend_port, env, args.n1, out_dir)
-                large, large_hashing = instructions(args.binary, backend_port, env, args.n2, out_dir)
-                value = (large - small) / span
-                rest = value - (large_hashing - small_hashing) / span
-                per_request[name].append(value)
-                without_hashing[name].append(rest)
-                print(
-                    f"round {round_number} tracing {name}: {value:,.0f} instructions per request, "
-                    f"{rest:,.0f} without hashing"
-                )
-    for label, values in (("all", per_request), ("without hashing", without_hashing)):
-        off = statistics.median(values["off"])
-        on = statistics.median(values["on"])
-        print(
-            f"{label}: median off {off:,.0f}, on {on:,.0f}: "
-            f"tracing adds {on - off:,.0f} ({(on - off) / off:+.1%})"
-        )
+
+        def count(name, requests):
+            def serve(port):
+                conn = counting.wait_healthy(port, time.monotonic() + 120)
+                counting.send(conn, "/v1/completions", REQUEST_BODY, headers, requests)
+                conn.close()
+
+            return counting.counted(command, {**os.environ, **CONFIGS[name]}, serve, out_dir)
+
+        counting.compare(CONFIGS, count, args.n1, args.n2, args.rounds)
+
 
 if __name__ == "__main__":
     main()

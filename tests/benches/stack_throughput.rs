@@ -1,5 +1,5 @@
 //! Throughput and latency of the whole local stack (gateway, scheduler
-//! plugins, KV index, pd-proxy, simulated vLLM with no model time), with
+//! plugins, KV index, pd-proxy, simulated vLLM), with
 //! tracing off and at 1%, 10% and 100% parent-based sampling, spans
 //! exported over OTLP gRPC to a receiver in this process (which counts
 //! them from the export's framing, without decoding them, and keeps
@@ -12,7 +12,11 @@
 //! ```
 //!
 //! `LLMD_BENCH_TRACING` picks the settings: `off` and sampling ratios
-//! (default `off,0.01,0.1,1`).
+//! (default `off,0.01,0.1,1`). `LLMD_BENCH_MODEL_TIME` picks the simulated
+//! model's timing: `none` (the default: every request is CPU work of the
+//! stack alone, the case where tracing costs the most) or `demo` (15 ms to
+//! the first token, 50 us per prompt token, 2 ms between tokens, as in the
+//! demo: the stack waits on the model, as a real deployment does).
 //!
 //! Under `cargo test` (no `--bench` argument) it runs one short setting as
 //! a smoke test.
@@ -20,7 +24,7 @@
 use llmd_runtime::testing::otlp_receiver::OtlpReceiver;
 use llmd_tests::client::{self, ChatRequest};
 use llmd_tests::sampling::Sampling;
-use llmd_tests::stack::{Stack, StackOptions, Tracing};
+use llmd_tests::stack::{SimLatency, Stack, StackOptions, Tracing};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -37,6 +41,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let seconds = setting("LLMD_BENCH_SECONDS", if benchmarking { 5 } else { 1 });
     let concurrency = setting("LLMD_BENCH_CONCURRENCY", 8);
+    let latency = match std::env::var("LLMD_BENCH_MODEL_TIME").as_deref() {
+        Err(_) | Ok("none") => SimLatency::NONE,
+        Ok("demo") => SimLatency::DEMO,
+        Ok(other) => {
+            return Err(format!("LLMD_BENCH_MODEL_TIME: {other:?} is not none or demo").into());
+        }
+    };
     let ratios: Vec<Option<f64>> = match std::env::var("LLMD_BENCH_TRACING") {
         Ok(list) => list
             .split(',')
@@ -53,15 +64,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Err(_) if benchmarking => vec![None, Some(0.01), Some(0.1), Some(1.0)],
         Err(_) => vec![Some(1.0)],
     };
+    let model_time = if latency == SimLatency::NONE {
+        "no model time"
+    } else {
+        "demo model time"
+    };
     println!(
-        "stack throughput: decode-only chat requests, {concurrency} concurrent clients, {seconds} s per setting"
+        "stack throughput: decode-only chat requests, {concurrency} concurrent clients, {model_time}, {seconds} s per setting"
     );
     println!(
         "{:<14} {:>10} {:>10} {:>10} {:>10} {:>8} {:>10}",
         "tracing", "req/s", "p50 ms", "p90 ms", "p99 ms", "errors", "spans"
     );
     for ratio in ratios {
-        let measured = measure(ratio, Duration::from_secs(seconds), concurrency as usize)?;
+        let measured = measure(
+            ratio,
+            latency,
+            Duration::from_secs(seconds),
+            concurrency as usize,
+        )?;
         let label = ratio.map_or_else(|| "off".to_owned(), |r| format!("{}%", r * 100.0));
         println!(
             "{label:<14} {:>10.1} {:>10.2} {:>10.2} {:>10.2} {:>8} {:>10}",
@@ -90,6 +111,7 @@ struct Measured {
 
 fn measure(
     ratio: Option<f64>,
+    latency: SimLatency,
     duration: Duration,
     concurrency: usize,
 ) -> Result<Measured, Box<dyn std::error::Error>> {
@@ -102,7 +124,11 @@ fn measure(
         },
     };
     let launcher = PathBuf::from(env!("CARGO_BIN_EXE_llmd-stack"));
-    let stack = Stack::start(StackOptions::new(launcher, tracing), &mut |_| {})?;
+    let options = StackOptions {
+        latency,
+        ..StackOptions::new(launcher, tracing)
+    };
+    let stack = Stack::start(options, &mut |_| {})?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
