@@ -14,6 +14,7 @@ so a second figure leaves those functions out (from `callgrind_annotate`);
 compare medians of several rounds.
 """
 
+import argparse
 import http.client
 import pathlib
 import re
@@ -35,20 +36,43 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_healthy(port, deadline):
-    """A keep-alive connection to `port` once its `/health` answers 200."""
+def arguments(doc, binary, n1, n2):
+    """The command line every such benchmark takes: `--binary` (default
+    `binary`), `--rounds`, and the two request counts `--n1` and `--n2`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--binary", default=binary)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--n1", type=int, default=n1)
+    parser.add_argument("--n2", type=int, default=n2)
+    return parser.parse_args()
+
+
+def wait_for(what, attempt, deadline):
+    """Calls `attempt` every 0.3 s until it returns something other than
+    None (an `OSError` counts as None) and returns that; exits naming
+    `what` at `deadline`."""
     while time.monotonic() < deadline:
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request("GET", "/health")
-            response = conn.getresponse()
-            response.read()
-            if response.status == 200:
-                return conn
+            result = attempt()
+            if result is not None:
+                return result
         except OSError:
             pass
         time.sleep(0.3)
-    sys.exit(f"the server on port {port} never became healthy")
+    sys.exit(f"gave up waiting for {what}")
+
+
+def wait_healthy(port, deadline):
+    """A keep-alive connection to `port` once its `/health` answers 200."""
+
+    def healthy():
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", "/health")
+        response = conn.getresponse()
+        response.read()
+        return conn if response.status == 200 else None
+
+    return wait_for(f"the server on port {port} to become healthy", healthy, deadline)
 
 
 def send(conn, path, body, headers, requests):

@@ -23,7 +23,6 @@ Needs valgrind and a release build:
     python3 pd-proxy/benches/instructions_per_request.py --rounds 3
 """
 
-import argparse
 import http.server
 import multiprocessing
 import os
@@ -71,12 +70,7 @@ class Backend(http.server.BaseHTTPRequestHandler):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--binary", default="target/release/llmd-pd-proxy")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--n1", type=int, default=200)
-    parser.add_argument("--n2", type=int, default=800)
-    args = parser.parse_args()
+    args = counting.arguments(__doc__, "target/release/llmd-pd-proxy", 200, 800)
 
     backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Backend)
     backend_port = backend.server_address[1]

@@ -25,7 +25,6 @@ Needs valgrind and release builds:
     python3 scheduler/benches/instructions_per_request.py --rounds 3
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -77,39 +76,35 @@ def start_stack(binary, log_dir):
         [binary, "--serve", "--port", "0", "--log-dir", log_dir],
         stdout=output, stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+
+    def up():
         output.seek(0)
         text = output.read()
         if "The stack is up" in text:
-            return stack, RECEIVER.search(text).group(1)
+            return RECEIVER.search(text).group(1)
         if stack.poll() is not None:
             sys.exit(f"llmd-stack exited:\n{text}")
-        time.sleep(0.5)
-    stack.terminate()
-    sys.exit("the stack did not come up")
+        return None
+
+    try:
+        return stack, counting.wait_for("the stack to come up", up, time.monotonic() + 180)
+    except SystemExit:
+        stack.terminate()
+        raise
 
 
 def wait_ready(port, pods, deadline):
     """Waits until the scheduler on `port` has fresh metrics of `pods` pods."""
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as answer:
-                if f"llmd_scheduler_pods_ready {pods}\n" in answer.read().decode():
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    sys.exit(f"the scheduler on port {port} never saw {pods} ready pods")
+
+    def ready():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=60) as answer:
+            return f"llmd_scheduler_pods_ready {pods}\n" in answer.read().decode() or None
+
+    counting.wait_for(f"the scheduler on port {port} to see {pods} ready pods", ready, deadline)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--binary", default="target/release/llmd-stack")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--n1", type=int, default=40)
-    parser.add_argument("--n2", type=int, default=240)
-    args = parser.parse_args()
+    args = counting.arguments(__doc__, "target/release/llmd-stack", 40, 240)
 
     with tempfile.TemporaryDirectory() as work_dir:
         stack, receiver = start_stack(args.binary, work_dir)
