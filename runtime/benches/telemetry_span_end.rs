@@ -8,7 +8,9 @@
 use criterion::{Criterion, criterion_group, criterion_main};
 use llmd_runtime::span::{self, SpanMeta};
 use llmd_runtime::state::{self, UnsampledParent};
-use llmd_runtime::telemetry::{self, OtlpExporter, OtlpSettings, Protocol, TelemetryConfig};
+use llmd_runtime::telemetry::{
+    self, Compression, OtlpExporter, OtlpSettings, Protocol, TelemetryConfig,
+};
 use llmd_runtime::testing::otlp_receiver::OtlpReceiver;
 use opentelemetry::KeyValue;
 use opentelemetry::trace::{SpanKind, TracerProvider as _};
@@ -121,6 +123,7 @@ fn span_end(c: &mut Criterion) {
             endpoint: grpc,
             headers: Vec::new(),
             timeout: telemetry::DEFAULT_OTLP_TIMEOUT,
+            compression: Compression::None,
         })
         .expect("exporter");
         std::mem::forget(runtime);

@@ -2,8 +2,8 @@
 //! warning per bad value naming the variable, the value and the fallback.
 
 use llmd_runtime::telemetry::{
-    BatchSettings, DEFAULT_OTLP_TIMEOUT, ExporterSetting, LogFormat, LogSettings, OtlpSettings,
-    Propagators, Protocol, SamplerSetting, TelemetryConfig, Warning,
+    BatchSettings, Compression, DEFAULT_OTLP_TIMEOUT, ExporterSetting, LogFormat, LogSettings,
+    OtlpSettings, Propagators, Protocol, SamplerSetting, TelemetryConfig, Warning,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -46,6 +46,7 @@ fn defaults_when_nothing_is_set() {
             endpoint: "http://localhost:4317".into(),
             headers: vec![],
             timeout: DEFAULT_OTLP_TIMEOUT,
+            compression: Compression::None,
         })
     );
     assert_eq!(config.sampler, SamplerSetting::ParentBasedTraceIdRatio(0.1));
@@ -149,19 +150,20 @@ fn protocols_and_their_default_endpoints() {
 }
 
 #[test]
-fn compression_other_than_none_is_a_warning_not_a_silent_difference() {
+fn compression_is_gzip_or_none_and_an_unknown_one_is_a_warning() {
     for unset_or_none in [
         read(&[]),
         read(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")]),
         read(&[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "None")]),
     ] {
         assert!(unset_or_none.warnings().is_empty());
+        assert_eq!(otlp(&unset_or_none).compression, Compression::None);
     }
-    let gzip = read(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")]);
-    let warning = only_warning(&gzip, "OTEL_EXPORTER_OTLP_COMPRESSION", "gzip");
-    assert!(warning.message.contains("sent uncompressed"), "{warning}");
+    let gzip = read(&[("OTEL_EXPORTER_OTLP_COMPRESSION", " GZIP ")]);
+    assert!(gzip.warnings().is_empty());
+    assert_eq!(otlp(&gzip).compression, Compression::Gzip);
     let signal_wins = read(&[
-        ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
         ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "zstd"),
     ]);
     let warning = only_warning(
@@ -169,7 +171,13 @@ fn compression_other_than_none_is_a_warning_not_a_silent_difference() {
         "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
         "zstd",
     );
-    assert!(warning.message.contains("unknown compression"), "{warning}");
+    assert!(
+        warning
+            .message
+            .contains("expected none or gzip; using none"),
+        "{warning}"
+    );
+    assert_eq!(otlp(&signal_wins).compression, Compression::None);
     assert_eq!(otlp(&signal_wins).protocol, Protocol::Grpc);
 }
 

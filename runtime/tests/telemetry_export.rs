@@ -1,6 +1,7 @@
 //! `telemetry::init_with` end to end: real OTLP export over gRPC and HTTP
-//! (protobuf and JSON) to a real receiver, dead and black-holed collectors,
-//! shutdown inside a current-thread runtime, and `OTEL_SDK_DISABLED`.
+//! (protobuf and JSON), plain and gzip-compressed, to a real receiver, dead
+//! and black-holed collectors, shutdown inside a current-thread runtime,
+//! and `OTEL_SDK_DISABLED`.
 //!
 //! Telemetry is process-wide, so these tests run one at a time.
 
@@ -160,6 +161,38 @@ fn exports_over_http_json_to_the_traces_endpoint() {
         ],
         Transport::HttpJson,
     );
+}
+
+#[test]
+fn gzip_exports_over_every_transport_arrive_decoded() {
+    let _serial = serial();
+    for (protocol, transport) in [
+        ("grpc", Transport::Grpc),
+        ("http/protobuf", Transport::HttpProtobuf),
+        ("http/json", Transport::HttpJson),
+    ] {
+        let receiver = OtlpReceiver::start().expect("receiver");
+        let endpoint = match transport {
+            Transport::Grpc => receiver.grpc_endpoint(),
+            Transport::HttpProtobuf | Transport::HttpJson => receiver.http_endpoint(),
+        };
+        exports_through(
+            &receiver,
+            &[
+                ("OTEL_SERVICE_NAME", "svc-under-test"),
+                ("OTEL_TRACES_SAMPLER", "always_on"),
+                ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint),
+                ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ],
+            transport,
+        );
+        let requests = receiver.requests();
+        assert!(!requests.is_empty(), "{protocol}");
+        for request in requests {
+            assert_eq!(request.encoding.as_deref(), Some("gzip"), "{protocol}");
+        }
+    }
 }
 
 #[test]

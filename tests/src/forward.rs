@@ -143,8 +143,9 @@ impl Drop for Forwarder {
     }
 }
 
-/// The export request in a raw request body; `None` for a compressed or
-/// malformed body.
+/// The export request in a raw request body (kept decompressed by the
+/// receiver); `None` for a malformed body, or a compressed message the
+/// receiver could not gunzip.
 pub fn decode(request: &RawRequest) -> Option<ExportTraceServiceRequest> {
     match request.transport {
         Transport::Grpc => {
@@ -265,7 +266,9 @@ mod tests {
             body.extend_from_slice(&message);
             RawRequest {
                 transport: Transport::Grpc,
+                wire_len: body.len(),
                 body: Bytes::from(body),
+                encoding: None,
             }
         };
         assert_eq!(decode(&frame(0, message.len())), Some(export));
@@ -274,6 +277,8 @@ mod tests {
         let short = RawRequest {
             transport: Transport::Grpc,
             body: Bytes::from_static(b"\0\0"),
+            encoding: None,
+            wire_len: 2,
         };
         assert_eq!(decode(&short), None);
     }

@@ -40,6 +40,21 @@ pub struct OtlpSettings {
     pub headers: Vec<(String, String)>,
     /// How long one export request may take.
     pub timeout: Duration,
+    /// How request bodies are compressed.
+    pub compression: Compression,
+}
+
+/// The compression of export requests, from
+/// `OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION` (any case; unset or empty is
+/// `none`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// `none` (the default): requests are sent as encoded.
+    None,
+    /// `gzip`: gRPC messages are sent gzip-compressed (`grpc-encoding:
+    /// gzip`, and gzip answers are accepted); HTTP bodies are sent
+    /// gzip-compressed with `Content-Encoding: gzip`.
+    Gzip,
 }
 
 impl Protocol {
@@ -58,6 +73,25 @@ impl Protocol {
             Protocol::Grpc => "http://localhost:4317",
             Protocol::HttpProtobuf | Protocol::HttpJson => "http://localhost:4318/v1/traces",
         }
+    }
+}
+
+impl Compression {
+    fn parse(value: &str) -> Option<Compression> {
+        match value.to_ascii_lowercase().as_str() {
+            "none" => Some(Compression::None),
+            "gzip" => Some(Compression::Gzip),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+        })
     }
 }
 
@@ -133,12 +167,21 @@ impl OtlpSettings {
             DEFAULT_OTLP_TIMEOUT,
         );
         let headers = read_headers(env);
-        check_compression(env);
+        let compression = env.parse_first(
+            &[
+                "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+            ],
+            Compression::None,
+            "none or gzip",
+            Compression::parse,
+        );
         OtlpSettings {
             protocol,
             endpoint,
             headers,
             timeout,
+            compression,
         }
     }
 }
@@ -188,32 +231,6 @@ fn is_http_url(endpoint: &str) -> bool {
     })
 }
 
-/// `OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION`: exports are sent
-/// uncompressed, so asking for `gzip` (the one compression the
-/// specification names) or anything but `none` is a warning, not a silent
-/// difference.
-fn check_compression<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>) {
-    let Some((name, value)) = env.first(&[
-        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
-        "OTEL_EXPORTER_OTLP_COMPRESSION",
-    ]) else {
-        return;
-    };
-    match value.trim().to_ascii_lowercase().as_str() {
-        "" | "none" => {}
-        "gzip" => env.warn(
-            name,
-            &value,
-            "gzip compression is not supported by this exporter; exports are sent uncompressed",
-        ),
-        _ => env.warn(
-            name,
-            &value,
-            "unknown compression (known: none, gzip); exports are sent uncompressed",
-        ),
-    }
-}
-
 const SKIPPED_HEADER: &str = "an entry is not a valid name=value header (header values are never shown); that entry is skipped";
 
 /// `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`; an entry that is not a valid
@@ -242,4 +259,85 @@ fn read_headers<F: Fn(&str) -> Option<String>>(env: &mut EnvReader<F>) -> Vec<(S
         }
     }
     headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::warning::Warning;
+
+    /// The settings and warnings read from `pairs`.
+    fn read(pairs: &[(&str, &str)]) -> (OtlpSettings, Vec<Warning>) {
+        let mut env = EnvReader::new(|name: &str| {
+            pairs
+                .iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| (*value).to_owned())
+        });
+        let settings = OtlpSettings::read(&mut env);
+        (settings, env.into_warnings())
+    }
+
+    #[test]
+    fn compression_is_none_unless_gzip_is_asked_for() {
+        for pairs in [
+            &[][..],
+            &[("OTEL_EXPORTER_OTLP_COMPRESSION", "")],
+            &[("OTEL_EXPORTER_OTLP_COMPRESSION", "none")],
+            &[("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", " None ")],
+        ] {
+            let (settings, warnings) = read(pairs);
+            assert_eq!(settings.compression, Compression::None, "{pairs:?}");
+            assert!(warnings.is_empty(), "{pairs:?}: {warnings:?}");
+        }
+    }
+
+    #[test]
+    fn gzip_in_any_case_and_with_spaces() {
+        for value in ["gzip", "GZIP", "  Gzip\t"] {
+            let (settings, warnings) = read(&[("OTEL_EXPORTER_OTLP_COMPRESSION", value)]);
+            assert_eq!(settings.compression, Compression::Gzip, "{value:?}");
+            assert!(warnings.is_empty(), "{value:?}: {warnings:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_compression_is_one_warning_and_none() {
+        let (settings, warnings) = read(&[("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd")]);
+        assert_eq!(settings.compression, Compression::None);
+        assert_eq!(
+            warnings,
+            [Warning::new(
+                "OTEL_EXPORTER_OTLP_COMPRESSION",
+                "zstd",
+                "expected none or gzip; using none"
+            )]
+        );
+    }
+
+    #[test]
+    fn the_signal_specific_compression_wins() {
+        let (gzip, warnings) = read(&[
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "none"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "gzip"),
+        ]);
+        assert_eq!(gzip.compression, Compression::Gzip);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (none, warnings) = read(&[
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+        ]);
+        assert_eq!(none.compression, Compression::None);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (unknown, warnings) = read(&[
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "br"),
+        ]);
+        assert_eq!(unknown.compression, Compression::None);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(
+            (warnings[0].subject, warnings[0].value.as_str()),
+            ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "br")
+        );
+    }
 }

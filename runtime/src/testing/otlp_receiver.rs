@@ -3,9 +3,13 @@
 //! running on their own runtime so any test (sync or async, any runtime
 //! flavour) can wait on them.
 //!
+//! Both accept gzip-compressed requests: gRPC messages with
+//! `grpc-encoding: gzip` (and gzip answers go to clients that accept them),
+//! HTTP bodies with `Content-Encoding: gzip`.
+//!
 //! It keeps every decoded span with its resource's `service.name`, and
-//! every raw request body, so a test can assert that a string never left
-//! the process.
+//! every request body, decompressed, so a test can assert that a string
+//! never left the process whether the exporter compressed or not.
 
 use super::span_count::{CountingTraceService, ExportSkeleton};
 use axum::body::{Body, Bytes};
@@ -13,6 +17,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use flate2::read::MultiGzDecoder;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -22,10 +27,12 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
+use std::io::Read;
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
+use tonic::codec::CompressionEncoding;
 
 /// The largest request body accepted.
 const MAX_BODY: usize = 64 * 1024 * 1024;
@@ -52,14 +59,27 @@ pub struct ReceivedSpan {
     pub span: Span,
 }
 
-/// One request body as received (for gRPC, including the 5-byte message
-/// frame header).
+/// The gRPC header naming the compression of a call's messages.
+const GRPC_ENCODING: &str = "grpc-encoding";
+
+/// One request body as received, decompressed (for gRPC, including each
+/// message's 5-byte frame header).
 #[derive(Clone, Debug)]
 pub struct RawRequest {
     /// How the request arrived.
     pub transport: Transport,
-    /// The body bytes.
+    /// The body bytes as the sender encoded them before compressing: an
+    /// HTTP body sent with `Content-Encoding: gzip` is kept gunzipped, and
+    /// so is a gzip-compressed gRPC message (its frame header then says
+    /// uncompressed, with the gunzipped length).
     pub body: Bytes,
+    /// The compression the request declared (`Content-Encoding` for HTTP,
+    /// `grpc-encoding` for gRPC), e.g. `gzip`; `None` when it declared
+    /// none.
+    pub encoding: Option<String>,
+    /// The length of the body as it came over the wire: shorter than
+    /// [`RawRequest::body`] when compression shrank it.
+    pub wire_len: usize,
 }
 
 /// A running receiver; stops when dropped.
@@ -116,14 +136,20 @@ impl OtlpReceiver {
                 counted.count(spans);
             }))
         } else {
-            tonic::service::Routes::new(TraceServiceServer::new(GrpcTraces(store.clone())))
+            let traces = TraceServiceServer::new(GrpcTraces(store.clone()))
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip);
+            tonic::service::Routes::new(traces)
         };
-        let grpc_router = grpc_routes.into_axum_router();
+        let grpc_router = keeping_bodies(grpc_routes.into_axum_router(), &store);
         let http_router = axum::Router::new()
             .route("/v1/traces", axum::routing::post(http_traces))
             .with_state(store.clone());
-        let grpc = serve(&runtime, grpc_router, store.clone())?;
-        let http = serve(&runtime, http_router, store.clone())?;
+        // Outermost, so that the kept body is the decompressed one.
+        let http_router =
+            keeping_bodies(http_router, &store).layer(middleware::from_fn(gunzip_request));
+        let grpc = serve(&runtime, grpc_router)?;
+        let http = serve(&runtime, http_router)?;
         Ok(OtlpReceiver {
             grpc,
             http,
@@ -158,12 +184,14 @@ impl OtlpReceiver {
         self.store.lock().span_count
     }
 
-    /// The request bodies received so far.
+    /// The request bodies received so far, decompressed.
     pub fn requests(&self) -> Vec<RawRequest> {
         self.store.lock().requests.clone()
     }
 
-    /// Whether `needle` appears in any request body received so far.
+    /// Whether `needle` appears in any request body received so far, as
+    /// the sender encoded it (decompressed, so a compressed export cannot
+    /// hide a string from this check).
     pub fn raw_bytes_contain(&self, needle: &[u8]) -> bool {
         !needle.is_empty()
             && self.store.lock().requests.iter().any(|request| {
@@ -284,11 +312,7 @@ pub fn span_count_of(export: &ExportTraceServiceRequest) -> usize {
         .sum()
 }
 
-fn serve(
-    runtime: &Runtime,
-    router: axum::Router,
-    store: Arc<Store>,
-) -> std::io::Result<SocketAddr> {
+fn serve(runtime: &Runtime, router: axum::Router) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
@@ -296,27 +320,175 @@ fn serve(
         let _entered = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    let router = if store.counting_only {
-        router
-    } else {
-        router.layer(middleware::from_fn_with_state(store, keep_raw_body))
-    };
     runtime.spawn(async move { axum::serve(listener, router).await });
     Ok(address)
 }
 
-/// Keeps the raw body of every request, then passes it on.
+/// `router` keeping every request body, unless the receiver only counts.
+fn keeping_bodies(router: axum::Router, store: &Arc<Store>) -> axum::Router {
+    if store.counting_only {
+        router
+    } else {
+        router.layer(middleware::from_fn_with_state(store.clone(), keep_raw_body))
+    }
+}
+
+/// What an HTTP request body was on the wire, before [`gunzip_request`]
+/// decompressed it.
+#[derive(Clone)]
+struct WireBody {
+    /// The `Content-Encoding` it was sent with.
+    encoding: String,
+    /// Its compressed length.
+    len: usize,
+}
+
+/// Decompresses an HTTP request body sent with `Content-Encoding: gzip`
+/// before the rest of the router sees it (which then finds the plain body,
+/// with a [`WireBody`] saying what came over the wire). A body that is not
+/// valid gzip is answered 400, any other content coding than gzip or
+/// identity 415.
+async fn gunzip_request(request: Request, next: Next) -> Response {
+    let Some(encoding) = header_text(request.headers(), header::CONTENT_ENCODING.as_str()) else {
+        return next.run(request).await;
+    };
+    if encoding.eq_ignore_ascii_case("identity") {
+        return next.run(request).await;
+    }
+    if !encoding.eq_ignore_ascii_case("gzip") {
+        let message = format!("unsupported Content-Encoding {encoding:?}: only gzip is accepted");
+        return (StatusCode::UNSUPPORTED_MEDIA_TYPE, message).into_response();
+    }
+    let (mut parts, body) = request.into_parts();
+    let Ok(compressed) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return StatusCode::PAYLOAD_TOO_LARGE.into_response();
+    };
+    let mut body = Vec::new();
+    if let Err(error) = gunzip(&compressed, &mut body) {
+        return error.into_response();
+    }
+    parts.headers.remove(header::CONTENT_ENCODING);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.extensions.insert(WireBody {
+        encoding,
+        len: compressed.len(),
+    });
+    next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// Keeps the body of every request (decompressed), then passes it on as
+/// it came.
 async fn keep_raw_body(State(store): State<Arc<Store>>, request: Request, next: Next) -> Response {
     let transport = transport_of(request.headers());
     let (parts, body) = request.into_parts();
     let Ok(body) = axum::body::to_bytes(body, MAX_BODY).await else {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();
     };
-    store.keep_request(RawRequest {
-        transport,
-        body: body.clone(),
-    });
+    let kept = match parts.extensions.get::<WireBody>() {
+        // Gunzipped already by `gunzip_request`.
+        Some(wire) => RawRequest {
+            transport,
+            body: body.clone(),
+            encoding: Some(wire.encoding.clone()),
+            wire_len: wire.len,
+        },
+        None if transport == Transport::Grpc => {
+            let encoding = header_text(&parts.headers, GRPC_ENCODING);
+            let gzip = encoding
+                .as_deref()
+                .is_some_and(|encoding| encoding.eq_ignore_ascii_case("gzip"));
+            // A malformed call is kept as it came; tonic refuses it.
+            let messages = gzip
+                .then(|| gunzip_frames(&body))
+                .flatten()
+                .map_or_else(|| body.clone(), Bytes::from);
+            RawRequest {
+                transport,
+                body: messages,
+                encoding,
+                wire_len: body.len(),
+            }
+        }
+        None => RawRequest {
+            transport,
+            body: body.clone(),
+            encoding: header_text(&parts.headers, header::CONTENT_ENCODING.as_str()),
+            wire_len: body.len(),
+        },
+    };
+    store.keep_request(kept);
     next.run(Request::from_parts(parts, Body::from(body))).await
+}
+
+/// The value of header `name`, trimmed, if it is set and text.
+fn header_text(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .map(|value| value.trim().to_owned())
+}
+
+/// Why a gzip body could not be decompressed.
+#[derive(Debug)]
+enum GunzipError {
+    /// It is not a valid gzip stream.
+    Corrupt(std::io::Error),
+    /// It is larger than [`MAX_BODY`] once decompressed.
+    TooLarge,
+}
+
+impl IntoResponse for GunzipError {
+    fn into_response(self) -> Response {
+        match self {
+            GunzipError::Corrupt(error) => (
+                StatusCode::BAD_REQUEST,
+                format!("the body is not valid gzip (sent with Content-Encoding: gzip): {error}"),
+            )
+                .into_response(),
+            GunzipError::TooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("the body is larger than {MAX_BODY} bytes once decompressed"),
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// Appends the decompressed `compressed` (one gzip member or more) to
+/// `out`, at most [`MAX_BODY`] bytes of it.
+fn gunzip(compressed: &[u8], out: &mut Vec<u8>) -> Result<(), GunzipError> {
+    let start = out.len();
+    MultiGzDecoder::new(compressed)
+        .take(MAX_BODY as u64 + 1)
+        .read_to_end(out)
+        .map_err(GunzipError::Corrupt)?;
+    if out.len() - start > MAX_BODY {
+        return Err(GunzipError::TooLarge);
+    }
+    Ok(())
+}
+
+/// The gRPC messages of `body` with each compressed one gunzipped (its
+/// frame header then says uncompressed, with the gunzipped length); `None`
+/// when the framing or a message's gzip stream is malformed.
+fn gunzip_frames(mut body: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(body.len());
+    while let Some((&[flag, a, b, c, d], rest)) = body.split_first_chunk::<5>() {
+        let length = usize::try_from(u32::from_be_bytes([a, b, c, d])).ok()?;
+        let (message, rest) = rest.split_at_checked(length)?;
+        let start = out.len();
+        out.extend_from_slice(&[0; 5]);
+        match flag {
+            0 => out.extend_from_slice(message),
+            1 => gunzip(message, &mut out).ok()?,
+            _ => return None,
+        }
+        let gunzipped = u32::try_from(out.len() - start - 5).ok()?;
+        out.get_mut(start + 1..start + 5)?
+            .copy_from_slice(&gunzipped.to_be_bytes());
+        body = rest;
+    }
+    body.is_empty().then_some(out)
 }
 
 fn transport_of(headers: &HeaderMap) -> Transport {
@@ -438,4 +610,180 @@ impl ReceivedSpan {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::telemetry::{Compression, OtlpExporter, OtlpSettings, Protocol};
+    use flate2::write::GzEncoder;
+    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
+    use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
+    use std::borrow::Cow;
+    use std::io::Write;
+    use std::time::SystemTime;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).expect("writing to a Vec");
+        encoder.finish().expect("writing to a Vec")
+    }
+
+    /// An export of one span named `name`, as protobuf.
+    fn export_named(name: &str) -> Vec<u8> {
+        ExportTraceServiceRequest {
+            resource_spans: vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
+                scope_spans: vec![opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+                    spans: vec![Span {
+                        name: name.to_owned(),
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        ..Span::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    /// Posts `body` to `url` as protobuf with `Content-Encoding:
+    /// encoding`; the answer's status and text.
+    fn post(url: &str, encoding: &str, body: Vec<u8>) -> (StatusCode, String) {
+        crate::http::install_crypto_provider();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header(header::CONTENT_TYPE, "application/x-protobuf")
+                .header(header::CONTENT_ENCODING, encoding)
+                .body(body)
+                .send()
+                .await
+                .expect("an answer");
+            let status = response.status();
+            (status, response.text().await.unwrap_or_default())
+        })
+    }
+
+    #[test]
+    fn a_gzip_http_body_is_decoded_and_kept_decompressed() {
+        let receiver = OtlpReceiver::start().expect("a receiver");
+        let plain = export_named("llm_d.test.gzipped");
+        let compressed = gzip(&plain);
+        let (status, _) = post(&receiver.http_traces_url(), "GZIP", compressed.clone());
+        assert_eq!(status, StatusCode::OK);
+        let spans = receiver.spans();
+        assert_eq!(spans.len(), 1);
+        assert_eq!(spans[0].name(), "llm_d.test.gzipped");
+        let requests = receiver.requests();
+        assert_eq!(requests.len(), 1);
+        assert_eq!(requests[0].body, plain);
+        assert_eq!(requests[0].encoding.as_deref(), Some("GZIP"));
+        assert_eq!(requests[0].wire_len, compressed.len());
+        assert!(receiver.raw_bytes_contain(b"llm_d.test.gzipped"));
+    }
+
+    #[test]
+    fn a_corrupt_gzip_body_is_a_400_saying_so_and_other_codings_a_415() {
+        let receiver = OtlpReceiver::start().expect("a receiver");
+        let url = receiver.http_traces_url();
+        let (status, text) = post(&url, "gzip", export_named("llm_d.test.plain"));
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(text.contains("not valid gzip"), "{text}");
+        let mut truncated = gzip(&export_named("llm_d.test.cut"));
+        truncated.truncate(truncated.len() / 2);
+        let (status, text) = post(&url, "gzip", truncated);
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(text.contains("not valid gzip"), "{text}");
+        let (status, text) = post(&url, "br", export_named("llm_d.test.brotli"));
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(text.contains("only gzip"), "{text}");
+        assert!(receiver.spans().is_empty());
+    }
+
+    #[test]
+    fn grpc_frames_are_gunzipped_and_malformed_ones_refused() {
+        let frame = |flag: u8, message: &[u8]| {
+            let mut frame = vec![flag];
+            let length = u32::try_from(message.len()).unwrap_or(u32::MAX);
+            frame.extend_from_slice(&length.to_be_bytes());
+            frame.extend_from_slice(message);
+            frame
+        };
+        let first = export_named("llm_d.test.first");
+        let second = export_named("llm_d.test.second");
+        let mut body = frame(1, &gzip(&first));
+        body.extend(frame(0, &second));
+        let mut expected = frame(0, &first);
+        expected.extend(frame(0, &second));
+        assert_eq!(gunzip_frames(&body), Some(expected));
+        assert_eq!(gunzip_frames(&frame(1, b"not gzip")), None);
+        assert_eq!(gunzip_frames(&frame(2, &second)), None);
+        let mut short = frame(0, &second);
+        short.pop();
+        assert_eq!(gunzip_frames(&short), None);
+        assert_eq!(gunzip_frames(b"\0\0"), None);
+        assert_eq!(gunzip_frames(b""), Some(Vec::new()));
+    }
+
+    fn span_data() -> SpanData {
+        let context = SpanContext::new(
+            TraceId::from(7_u128),
+            SpanId::from(8_u64),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        );
+        SpanData {
+            span_context: context,
+            parent_span_id: SpanId::INVALID,
+            parent_span_is_remote: false,
+            span_kind: opentelemetry::trace::SpanKind::Internal,
+            name: Cow::Borrowed("llm_d.test.counted"),
+            start_time: SystemTime::UNIX_EPOCH,
+            end_time: SystemTime::UNIX_EPOCH,
+            attributes: Vec::new(),
+            dropped_attributes_count: 0,
+            events: SpanEvents::default(),
+            links: SpanLinks::default(),
+            status: opentelemetry::trace::Status::Unset,
+            instrumentation_scope: opentelemetry::InstrumentationScope::builder("test").build(),
+        }
+    }
+
+    #[test]
+    fn a_counting_receiver_counts_gzip_exports_of_every_transport() {
+        let receiver = OtlpReceiver::start_counting().expect("a receiver");
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        let _entered = runtime.enter();
+        for (round, (protocol, endpoint)) in [
+            (Protocol::Grpc, receiver.grpc_endpoint()),
+            (Protocol::HttpProtobuf, receiver.http_traces_url()),
+            (Protocol::HttpJson, receiver.http_traces_url()),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let exporter = OtlpExporter::new(&OtlpSettings {
+                protocol,
+                endpoint,
+                headers: Vec::new(),
+                timeout: Duration::from_secs(60),
+                compression: Compression::Gzip,
+            })
+            .expect("an exporter");
+            let exported = runtime.block_on(exporter.export(vec![span_data(), span_data()]));
+            assert!(exported.is_ok(), "{protocol}: {exported:?}");
+            assert_eq!(receiver.span_count(), 2 * (round + 1), "{protocol}");
+        }
+        assert!(receiver.requests().is_empty());
+    }
 }

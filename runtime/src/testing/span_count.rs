@@ -14,6 +14,7 @@ use prost::Message;
 use std::convert::Infallible;
 use std::future::{Ready, ready};
 use std::task::{Context, Poll};
+use tonic::codec::CompressionEncoding;
 use tonic::server::NamedService;
 use tonic_prost::ProstCodec;
 
@@ -53,8 +54,9 @@ impl ExportSkeleton {
     }
 }
 
-/// The OTLP gRPC `TraceService` of a counting receiver: every export is
-/// decoded as an [`ExportSkeleton`] and its span count handed to `count`.
+/// The OTLP gRPC `TraceService` of a counting receiver: every export
+/// (plain or gzip-compressed) is decoded as an [`ExportSkeleton`] and its
+/// span count handed to `count`.
 #[derive(Clone)]
 pub(crate) struct CountingTraceService<F> {
     count: F,
@@ -91,7 +93,9 @@ where
         let export = Export(self.count.clone());
         Box::pin(async move {
             let codec = ProstCodec::<ExportTraceServiceResponse, ExportSkeleton>::default();
-            Ok(tonic::server::Grpc::new(codec).unary(export, request).await)
+            let mut grpc =
+                tonic::server::Grpc::new(codec).accept_compressed(CompressionEncoding::Gzip);
+            Ok(grpc.unary(export, request).await)
         })
     }
 }

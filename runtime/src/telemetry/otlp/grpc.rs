@@ -1,14 +1,15 @@
 //! OTLP/gRPC: one unary `TraceService/Export` call per batch over a tonic
-//! channel, the request body already encoded.
+//! channel, the request body already encoded (and gzip-compressed by tonic
+//! when configured).
 
 use super::response::ExportTraceServiceResponse;
 use super::{SendError, USER_AGENT};
-use crate::telemetry::exporter::OtlpSettings;
+use crate::telemetry::exporter::{Compression, OtlpSettings};
 use bytes::{Buf, BufMut, Bytes};
 use http::uri::PathAndQuery;
 use std::time::Duration;
 use tonic::Code;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataMap;
 use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
 
@@ -24,8 +25,9 @@ pub(crate) struct GrpcTransport {
 
 impl GrpcTransport {
     /// Builds the channel (it connects on first use, so a collector that
-    /// is not up yet is not an error here). Must run inside a tokio
-    /// runtime.
+    /// is not up yet is not an error here). With gzip compression, every
+    /// message is sent compressed and gzip answers are accepted. Must run
+    /// inside a tokio runtime.
     pub(crate) fn new(settings: &OtlpSettings) -> Result<GrpcTransport, String> {
         let invalid = |error: tonic::transport::Error| {
             format!("invalid gRPC endpoint {}: {error}", settings.endpoint)
@@ -41,8 +43,14 @@ impl GrpcTransport {
                 .tls_config(ClientTlsConfig::new().with_native_roots())
                 .map_err(invalid)?;
         }
+        let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
+        if settings.compression == Compression::Gzip {
+            client = client
+                .send_compressed(CompressionEncoding::Gzip)
+                .accept_compressed(CompressionEncoding::Gzip);
+        }
         Ok(GrpcTransport {
-            client: tonic::client::Grpc::new(endpoint.connect_lazy()),
+            client,
             metadata: MetadataMap::from_headers(settings.header_map()),
         })
     }

@@ -1,11 +1,15 @@
-//! OTLP/HTTP: one `POST` of the encoded request per batch.
+//! OTLP/HTTP: one `POST` of the encoded request per batch, gzip-compressed
+//! when configured.
 
 use super::response::ExportTraceServiceResponse;
 use super::{Encoding, SendError, USER_AGENT};
-use crate::telemetry::exporter::OtlpSettings;
+use crate::telemetry::exporter::{Compression, OtlpSettings};
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use flate2::write::GzEncoder;
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderValue, StatusCode};
+use std::io::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 /// The client, URL and headers of every export request.
@@ -14,6 +18,10 @@ pub(crate) struct HttpTransport {
     url: reqwest::Url,
     headers: HeaderMap,
     encoding: Encoding,
+    compression: Compression,
+    /// The size of the last compressed body, to allocate the next one in
+    /// one go.
+    last_compressed_len: AtomicUsize,
 }
 
 impl HttpTransport {
@@ -35,17 +43,41 @@ impl HttpTransport {
             CONTENT_TYPE,
             HeaderValue::from_static(encoding.content_type()),
         );
+        if settings.compression == Compression::Gzip {
+            headers.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
         Ok(HttpTransport {
             client,
             url,
             headers,
             encoding,
+            compression: settings.compression,
+            last_compressed_len: AtomicUsize::new(0),
         })
     }
 
     /// How this transport's request bodies are encoded.
     pub(crate) fn encoding(&self) -> Encoding {
         self.encoding
+    }
+
+    /// The body to send for the `encoded` request: the encoded bytes
+    /// themselves, or with gzip compression their gzip stream (made once
+    /// per batch, every try sends the same bytes).
+    pub(crate) fn body(&self, encoded: Vec<u8>) -> std::io::Result<Bytes> {
+        match self.compression {
+            Compression::None => Ok(Bytes::from(encoded)),
+            Compression::Gzip => {
+                let capacity = self.last_compressed_len.load(Ordering::Relaxed);
+                let mut gzip =
+                    GzEncoder::new(Vec::with_capacity(capacity), flate2::Compression::default());
+                gzip.write_all(&encoded)?;
+                let compressed = gzip.finish()?;
+                self.last_compressed_len
+                    .store(compressed.len(), Ordering::Relaxed);
+                Ok(Bytes::from(compressed))
+            }
+        }
     }
 
     /// Sends one encoded request.

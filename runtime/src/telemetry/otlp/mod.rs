@@ -1,8 +1,8 @@
 //! The OTLP span exporter: encodes each batch once, straight from the
 //! SDK's span data into the request bytes (protobuf or JSON, no
-//! intermediate message structs and no copy of the batch), and sends it
-//! over gRPC or HTTP, retrying transient failures with backoff as the OTLP
-//! specification asks.
+//! intermediate message structs and no copy of the batch), optionally
+//! gzip-compresses it, and sends it over gRPC or HTTP, retrying transient
+//! failures with backoff as the OTLP specification asks.
 
 mod grpc;
 mod http;
@@ -147,7 +147,13 @@ impl SpanExporter for OtlpExporter {
         self.encoding().encode(&self.resource, &batch, &mut body);
         drop(batch);
         self.last_request_len.store(body.len(), Ordering::Relaxed);
-        let body = Bytes::from(body);
+        let body = match &self.transport {
+            // tonic compresses gRPC messages itself.
+            Transport::Grpc(_) => Bytes::from(body),
+            Transport::Http(http) => http.body(body).map_err(|error| {
+                OTelSdkError::InternalFailure(format!("cannot compress the request: {error}"))
+            })?,
+        };
         let mut retries = 0;
         loop {
             match self.send_once(body.clone()).await {

@@ -2,6 +2,7 @@
 //! conversion of the same span data, compared after decoding.
 
 use super::{Encoding, ScopeGroups};
+use crate::telemetry::exporter::{Compression, OtlpSettings, Protocol};
 use opentelemetry::trace::{
     Event, Link, SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState,
 };
@@ -273,7 +274,6 @@ fn backoff_doubles_up_to_the_cap_plus_jitter_unless_the_collector_asks() {
 
 #[test]
 fn every_protocol_builds_an_exporter_including_grpc_over_tls() {
-    use crate::telemetry::exporter::{OtlpSettings, Protocol};
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -293,6 +293,7 @@ fn every_protocol_builds_an_exporter_including_grpc_over_tls() {
             endpoint: endpoint.to_owned(),
             headers: vec![("authorization".to_owned(), "Bearer t".to_owned())],
             timeout: Duration::from_secs(1),
+            compression: Compression::None,
         };
         let built = super::OtlpExporter::new(&settings);
         assert!(built.is_ok(), "{protocol} {endpoint}: {:?}", built.err());
@@ -301,7 +302,6 @@ fn every_protocol_builds_an_exporter_including_grpc_over_tls() {
 
 #[test]
 fn configured_headers_become_request_headers() {
-    use crate::telemetry::exporter::{OtlpSettings, Protocol};
     let settings = OtlpSettings {
         protocol: Protocol::Grpc,
         endpoint: "http://127.0.0.1:4317".to_owned(),
@@ -310,6 +310,7 @@ fn configured_headers_become_request_headers() {
             ("x-tenant".to_owned(), "a".to_owned()),
         ],
         timeout: Duration::from_secs(1),
+        compression: Compression::None,
     };
     let headers = settings.header_map();
     assert_eq!(headers.len(), 2);
@@ -321,4 +322,98 @@ fn configured_headers_become_request_headers() {
         headers.get("x-tenant").map(|v| v.as_bytes()),
         Some(&b"a"[..])
     );
+}
+
+/// Exports [`spans`] over `protocol` with gzip compression to a test
+/// receiver; checks that they arrive as the reference conversion and that
+/// the request came compressed.
+fn exports_gzipped(protocol: Protocol) {
+    use crate::testing::otlp_receiver::{OtlpReceiver, Transport};
+    use opentelemetry_sdk::trace::SpanExporter as _;
+    let receiver = OtlpReceiver::start().expect("a receiver");
+    let (endpoint, transport) = match protocol {
+        Protocol::Grpc => (receiver.grpc_endpoint(), Transport::Grpc),
+        Protocol::HttpProtobuf => (receiver.http_traces_url(), Transport::HttpProtobuf),
+        Protocol::HttpJson => (receiver.http_traces_url(), Transport::HttpJson),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let _entered = runtime.enter();
+    let settings = OtlpSettings {
+        protocol,
+        endpoint,
+        headers: Vec::new(),
+        timeout: Duration::from_secs(60),
+        compression: Compression::Gzip,
+    };
+    let mut exporter = super::OtlpExporter::new(&settings).expect("an exporter");
+    let resource = resource();
+    exporter.set_resource(&resource);
+    let exported = runtime.block_on(exporter.export(spans()));
+    assert!(exported.is_ok(), "{protocol}: {exported:?}");
+
+    let expected: Vec<_> = reference(&resource, spans())
+        .resource_spans
+        .into_iter()
+        .flat_map(|resource_spans| resource_spans.scope_spans)
+        .flat_map(|scope_spans| scope_spans.spans)
+        .collect();
+    let received = receiver.spans();
+    assert!(received.iter().all(|span| span.transport == transport));
+    let received: Vec<_> = received.into_iter().map(|span| span.span).collect();
+    assert_eq!(received, expected, "{protocol}");
+
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1, "{protocol}");
+    let request = &requests[0];
+    assert_eq!(request.encoding.as_deref(), Some("gzip"), "{protocol}");
+    assert!(
+        request.wire_len < request.body.len(),
+        "{protocol}: {} bytes on the wire for {} decompressed",
+        request.wire_len,
+        request.body.len()
+    );
+    assert!(receiver.raw_bytes_contain(b"llm_d.kv_cache.lookup"));
+}
+
+#[test]
+fn gzip_grpc_exports_arrive_compressed_and_decode_to_the_reference() {
+    exports_gzipped(Protocol::Grpc);
+}
+
+#[test]
+fn gzip_http_protobuf_exports_arrive_compressed_and_decode_to_the_reference() {
+    exports_gzipped(Protocol::HttpProtobuf);
+}
+
+#[test]
+fn gzip_http_json_exports_arrive_compressed_and_decode_to_the_reference() {
+    exports_gzipped(Protocol::HttpJson);
+}
+
+#[test]
+fn an_uncompressed_export_says_no_encoding() {
+    use crate::testing::otlp_receiver::OtlpReceiver;
+    use opentelemetry_sdk::trace::SpanExporter as _;
+    let receiver = OtlpReceiver::start().expect("a receiver");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let settings = OtlpSettings {
+        protocol: Protocol::HttpProtobuf,
+        endpoint: receiver.http_traces_url(),
+        headers: Vec::new(),
+        timeout: Duration::from_secs(60),
+        compression: Compression::None,
+    };
+    let exporter = super::OtlpExporter::new(&settings).expect("an exporter");
+    let exported = runtime.block_on(exporter.export(spans()));
+    assert!(exported.is_ok(), "{exported:?}");
+    let requests = receiver.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].encoding, None);
+    assert_eq!(requests[0].wire_len, requests[0].body.len());
 }
