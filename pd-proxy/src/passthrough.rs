@@ -28,11 +28,7 @@ async fn forward_plain(client: &PlainClient, decoder: &Decoder, request: Request
     let Ok(uri) = plain_upstream_uri(&decoder.authority, &parts.uri) else {
         return ProxyError::DecoderFailed.into_response();
     };
-    let content_length = parts.headers.remove(http::header::CONTENT_LENGTH);
-    upstream::prepare_outbound(&mut parts.headers);
-    if let Some(length) = content_length {
-        parts.headers.insert(http::header::CONTENT_LENGTH, length);
-    }
+    upstream::prepare_pass_through(&mut parts.headers, &decoder.host);
     let mut outbound = http::Request::new(body);
     *outbound.method_mut() = parts.method;
     *outbound.uri_mut() = uri;

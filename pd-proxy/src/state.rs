@@ -6,8 +6,8 @@ use crate::errors::ProxyError;
 use crate::server::StartError;
 use crate::target::Allowlist;
 use crate::upstream::Upstreams;
-use http::HeaderMap;
 use http::uri::Authority;
+use http::{HeaderMap, HeaderValue};
 use llmd_runtime::Identifier;
 use std::sync::Arc;
 
@@ -21,6 +21,8 @@ pub struct Decoder {
     pub base_url: String,
     /// `host:port`, parsed once for building request URIs.
     pub authority: Authority,
+    /// `host:port` as the `Host` header of pass-through requests.
+    pub host: HeaderValue,
     /// `host:port`, as a span attribute.
     pub target: Identifier,
 }
@@ -51,6 +53,11 @@ impl Shared {
                 })?;
                 Ok(Decoder {
                     base_url: format!("{}://{host_port}", upstreams.decoder_scheme),
+                    host: HeaderValue::from_str(authority.as_str()).map_err(|_| {
+                        ConfigError::Invalid(format!(
+                            "decoder address {host_port:?} is not host:port"
+                        ))
+                    })?,
                     authority,
                     target: Identifier::new(&host_port),
                 })
