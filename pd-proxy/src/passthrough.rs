@@ -2,12 +2,13 @@
 
 use crate::errors::ProxyError;
 use crate::state::Decoder;
-use crate::upstream::{self, Failure, PlainClient, Upstreams};
+use crate::upstream::{self, Failure, Upstreams};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http_body::Body as _;
 use http_body_util::BodyExt;
+use llmd_runtime::http::PlainClient;
 
 /// Request bodies of at most this many bytes, with a known length, are
 /// read before sending (they are in the first packets anyway); longer or

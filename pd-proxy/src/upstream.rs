@@ -3,8 +3,7 @@
 
 use crate::config::{Config, UpstreamTls};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use llmd_runtime::http::{PlainClient, plain_client};
 use llmd_runtime::propagation;
 use std::error::Error as _;
 
@@ -24,9 +23,6 @@ pub struct Upstreams {
     pub decoder_plain: Option<PlainClient>,
 }
 
-/// hyper's pooled HTTP/1 client, sending axum bodies as they stream.
-pub type PlainClient = hyper_util::client::legacy::Client<HttpConnector, axum::body::Body>;
-
 impl Upstreams {
     /// Builds the clients for `config`.
     pub fn new(config: &Config) -> Result<Upstreams, reqwest::Error> {
@@ -36,21 +32,13 @@ impl Upstreams {
             decoder: client(config.decoder_tls)?,
             prefiller_scheme: scheme(config.prefiller_tls),
             decoder_scheme: scheme(config.decoder_tls),
-            decoder_plain: (!config.decoder_tls.enabled).then(plain_client),
+            decoder_plain: (!config.decoder_tls.enabled).then(|| plain_client(None)),
         })
     }
 }
 
 fn scheme(tls: UpstreamTls) -> &'static str {
     if tls.enabled { "https" } else { "http" }
-}
-
-fn plain_client() -> PlainClient {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(1024)
-        .build(connector)
 }
 
 fn client(tls: UpstreamTls) -> Result<reqwest::Client, reqwest::Error> {

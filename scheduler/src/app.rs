@@ -10,6 +10,7 @@ use crate::metrics_scraper::{ScrapeSettings, Scraper};
 use crate::plugins::registry;
 use crate::pool::{self, Pool, PoolError};
 use crate::tokenize::{LocalTokenizer, TokenizeError, Tokenizers, VllmTokenizer};
+use llmd_runtime::http::PlainClient;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -76,7 +77,8 @@ impl App {
             .transpose()?;
         let scheduler = Arc::new(registry::build(&config, prefix_cache.clone())?);
         let client = http_client()?;
-        let tokenizers = Arc::new(load_tokenizers(options, &client)?);
+        let upstream = llmd_runtime::http::plain_client(Some(CONNECT_TIMEOUT));
+        let tokenizers = Arc::new(load_tokenizers(options, &upstream)?);
         let subscription = prefix_cache
             .as_ref()
             .map(|cache| cache.subscribe(&pool.snapshot()))
@@ -96,7 +98,7 @@ impl App {
             pool,
             scheduler,
             tokenizers,
-            client,
+            client: upstream,
             metrics: GatewayMetrics::default(),
             body_limit: options.body_limit,
         });
@@ -124,17 +126,22 @@ impl App {
     }
 }
 
-/// The HTTP client for pods: plain HTTP/1.1 and h2c, connect timeout 5 s.
-/// Installs ring as the process's rustls provider if none is set, as
-/// reqwest requires one to build any client.
+/// How long connecting to a pod may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The HTTP client for pods' metrics: plain HTTP/1.1, connect timeout
+/// [`CONNECT_TIMEOUT`]. (Requests on the serving path go through
+/// [`llmd_runtime::http::plain_client`] instead.) Installs ring as the
+/// process's rustls provider if none is set, as reqwest requires one to
+/// build any client.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
     llmd_runtime::http::install_crypto_provider();
     reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(5))
+        .connect_timeout(CONNECT_TIMEOUT)
         .build()
 }
 
-fn load_tokenizers(options: &Options, client: &reqwest::Client) -> Result<Tokenizers, StartError> {
+fn load_tokenizers(options: &Options, client: &PlainClient) -> Result<Tokenizers, StartError> {
     let remote = options
         .remote_tokenize
         .then(|| VllmTokenizer::new(client.clone(), REMOTE_TOKENIZE_TIMEOUT));

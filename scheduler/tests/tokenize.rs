@@ -61,7 +61,7 @@ fn bad_tokenizer_files_are_clear_errors() {
 async fn models_without_a_local_tokenizer_use_vllm_tokenize() {
     let pod = FakePod::start("t").await;
     let (_dir, tokenizer) = local();
-    let client = llmd_scheduler::app::http_client().unwrap();
+    let client = llmd_runtime::http::plain_client(None);
     let tokenizers = Tokenizers::new(Some(VllmTokenizer::new(client, Duration::from_secs(5))))
         .with_local("local", tokenizer);
     let prompt = Prompt::Text("w1 w22 w333".to_owned());
@@ -88,4 +88,52 @@ async fn models_without_a_local_tokenizer_use_vllm_tokenize() {
         Tokenizers::new(None).tokens("any", &prompt, pod.addr).await,
         Err(TokenizeError::Remote("disabled"))
     ));
+}
+
+/// A `/tokenize` that answers with `status` and `body` after `delay`.
+async fn tokenize_server(status: u16, body: &'static str, delay: Duration) -> std::net::SocketAddr {
+    let app = axum::Router::new().route(
+        "/tokenize",
+        axum::routing::post(move || async move {
+            tokio::time::sleep(delay).await;
+            (axum::http::StatusCode::from_u16(status).unwrap(), body)
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+#[tokio::test]
+async fn vllm_tokenize_failures_are_named() {
+    let tokenizer = VllmTokenizer::new(
+        llmd_runtime::http::plain_client(None),
+        Duration::from_millis(300),
+    );
+    let prompt = Prompt::Text("w1".to_owned());
+    let cases = [
+        (500, "{}", Duration::ZERO, "status"),
+        (200, "not json", Duration::ZERO, "body"),
+        (200, "{\"count\":1}", Duration::ZERO, "body"),
+        (200, "{\"tokens\":[1]}", Duration::from_secs(5), "timeout"),
+    ];
+    for (status, body, delay, expected) in cases {
+        let pod = tokenize_server(status, body, delay).await;
+        let result = tokenizer.tokenize(pod, "m", &prompt).await;
+        assert!(
+            matches!(result, Err(TokenizeError::Remote(reason)) if reason == expected),
+            "{status} {body:?}: {result:?}"
+        );
+    }
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    assert!(matches!(
+        tokenizer.tokenize(closed, "m", &prompt).await,
+        Err(TokenizeError::Remote("connect"))
+    ));
+    let ok = tokenize_server(200, "{\"tokens\":[7,8]}", Duration::ZERO).await;
+    assert_eq!(tokenizer.tokenize(ok, "m", &prompt).await.unwrap(), [7, 8]);
 }

@@ -8,16 +8,20 @@
 //!   ([`crate::propagation::inject_current`] for other clients).
 //! - [`install_crypto_provider`]: the rustls provider every TLS client and
 //!   server of the workspace needs.
+//! - [`plain_client`]: hyper's pooled client for plain-HTTP upstreams on
+//!   the request path.
 
 mod body;
 mod client;
 mod crypto;
 mod open_span;
+mod plain_client;
 mod semconv;
 mod server;
 
 pub use body::TracedBody;
 pub use client::RequestBuilderExt;
 pub use crypto::install_crypto_provider;
+pub use plain_client::{PlainClient, plain_client, plain_uri};
 pub use semconv::server_error_type;
 pub use server::{ResponseFuture, ServerTrace, ServerTraceLayer};

@@ -7,9 +7,10 @@ use crate::plugins::prerequest::PREFILLER_HEADER;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
-use http::HeaderMap;
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
-use llmd_runtime::http::RequestBuilderExt as _;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{HeaderMap, Method, Request};
+use llmd_runtime::http::{PlainClient, plain_uri};
+use llmd_runtime::propagation;
 use std::net::SocketAddr;
 
 /// The request id header shared by every hop.
@@ -32,31 +33,16 @@ pub struct Upstream<'a> {
 /// `gateway.request` span); the response's status, content type and body
 /// (streamed) are passed through.
 pub async fn forward(
-    client: &reqwest::Client,
+    client: &PlainClient,
     upstream: &Upstream<'_>,
     incoming: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let url = format!("http://{}{}", upstream.target, upstream.route.path());
-    let mut request = client
-        .post(url)
-        .header(CONTENT_TYPE, "application/json")
-        .header(REQUEST_ID_HEADER, upstream.request_id)
-        .body(body)
-        .inject_context();
-    for name in [AUTHORIZATION, ACCEPT] {
-        if let Some(value) = incoming.get(&name) {
-            request = request.header(name, value);
-        }
-    }
-    if let Some(prefiller) = upstream.prefiller {
-        request = request.header(PREFILLER_HEADER, prefiller);
-    }
-    let response = request.send().await.map_err(|e| {
-        ApiError::Upstream(if e.is_connect() {
+    let request =
+        upstream_request(upstream, incoming, body).map_err(|_| ApiError::Upstream("request"))?;
+    let response = client.request(request).await.map_err(|error| {
+        ApiError::Upstream(if error.is_connect() {
             "connect"
-        } else if e.is_timeout() {
-            "timeout"
         } else {
             "request"
         })
@@ -67,6 +53,40 @@ pub async fn forward(
     }
     builder = builder.header(REQUEST_ID_HEADER, upstream.request_id);
     builder
-        .body(Body::from_stream(response.bytes_stream()))
+        .body(Body::new(response.into_body()))
         .map_err(|_| ApiError::Upstream("response"))
+}
+
+/// The JSON `POST` of `body` to the upstream, with the request id, the
+/// caller's `authorization` and `accept`, the prefiller when disaggregated
+/// and the current trace context. Fails only on a request id or prefiller
+/// that is not a valid header value.
+fn upstream_request(
+    upstream: &Upstream<'_>,
+    incoming: &HeaderMap,
+    body: Bytes,
+) -> Result<Request<Body>, http::Error> {
+    let mut headers = HeaderMap::with_capacity(8);
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        HeaderName::from_static(REQUEST_ID_HEADER),
+        HeaderValue::from_str(upstream.request_id)?,
+    );
+    for name in [AUTHORIZATION, ACCEPT] {
+        if let Some(value) = incoming.get(&name) {
+            headers.insert(name, value.clone());
+        }
+    }
+    if let Some(prefiller) = upstream.prefiller {
+        headers.insert(
+            HeaderName::from_static(PREFILLER_HEADER),
+            HeaderValue::from_str(prefiller)?,
+        );
+    }
+    propagation::inject_current(&mut headers);
+    let mut request = Request::new(Body::from(body));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = plain_uri(upstream.target, upstream.route.path())?;
+    *request.headers_mut() = headers;
+    Ok(request)
 }

@@ -2,14 +2,23 @@
 //! "add_generation_prompt": true}` in, `{"count", "max_model_len", "tokens"}` out.
 
 use super::{Prompt, TokenizeError};
+use axum::body::Body;
+use http::header::{CONTENT_TYPE, HeaderValue};
+use http::{Method, Request};
+use http_body_util::{BodyExt, Limited};
+use llmd_runtime::http::{PlainClient, plain_uri};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The largest `/tokenize` answer read (a 128k-token prompt's ids take
+/// about 1 MiB).
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
 /// A client of vLLM's tokenizer endpoint.
 #[derive(Clone, Debug)]
 pub struct VllmTokenizer {
-    client: reqwest::Client,
+    client: PlainClient,
     timeout: Duration,
 }
 
@@ -20,7 +29,7 @@ struct TokenizeResponse {
 
 impl VllmTokenizer {
     /// A tokenizer client giving up after `timeout`.
-    pub fn new(client: reqwest::Client, timeout: Duration) -> VllmTokenizer {
+    pub fn new(client: PlainClient, timeout: Duration) -> VllmTokenizer {
         VllmTokenizer { client, timeout }
     }
 
@@ -38,23 +47,41 @@ impl VllmTokenizer {
                 serde_json::json!({ "model": model, "messages": messages, "add_generation_prompt": true })
             }
         };
+        let request = serde_json::to_vec(&body)
+            .ok()
+            .and_then(|json| tokenize_request(pod, json).ok())
+            .ok_or(TokenizeError::Remote("request"))?;
+        let parsed = tokio::time::timeout(self.timeout, self.call(request))
+            .await
+            .map_err(|_| TokenizeError::Remote("timeout"))??;
+        Ok(parsed.tokens)
+    }
+
+    async fn call(&self, request: Request<Body>) -> Result<TokenizeResponse, TokenizeError> {
         let response = self
             .client
-            .post(format!("http://{pod}/tokenize"))
-            .timeout(self.timeout)
-            .json(&body)
-            .send()
+            .request(request)
             .await
-            .map_err(|e| {
-                TokenizeError::Remote(if e.is_timeout() { "timeout" } else { "connect" })
-            })?;
+            .map_err(|_| TokenizeError::Remote("connect"))?;
         if !response.status().is_success() {
             return Err(TokenizeError::Remote("status"));
         }
-        let parsed: TokenizeResponse = response
-            .json()
+        let bytes = Limited::new(response.into_body(), MAX_RESPONSE_BYTES)
+            .collect()
             .await
-            .map_err(|_| TokenizeError::Remote("body"))?;
-        Ok(parsed.tokens)
+            .map_err(|_| TokenizeError::Remote("body"))?
+            .to_bytes();
+        serde_json::from_slice(&bytes).map_err(|_| TokenizeError::Remote("body"))
     }
+}
+
+/// The JSON `POST` of `json` to `http://{pod}/tokenize`.
+fn tokenize_request(pod: SocketAddr, json: Vec<u8>) -> Result<Request<Body>, http::Error> {
+    let mut request = Request::new(Body::from(json));
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = plain_uri(pod, "/tokenize")?;
+    request
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(request)
 }
