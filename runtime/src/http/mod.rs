@@ -22,6 +22,6 @@ mod server;
 pub use body::TracedBody;
 pub use client::RequestBuilderExt;
 pub use crypto::install_crypto_provider;
-pub use plain_client::{PlainClient, plain_client, plain_uri};
+pub use plain_client::{PlainClient, json_post, plain_client};
 pub use semconv::server_error_type;
 pub use server::{ResponseFuture, ServerTrace, ServerTraceLayer};

@@ -4,8 +4,10 @@
 //! call (about 20,000 instructions). Callers build an [`http::Uri`] and
 //! carry the trace context with [`crate::propagation::inject_current`].
 
-use http::Uri;
+use axum::body::Body;
+use http::header::{CONTENT_TYPE, HeaderValue};
 use http::uri::{Authority, PathAndQuery, Scheme};
+use http::{Method, Request, Uri};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -30,8 +32,25 @@ pub fn plain_client(connect_timeout: Option<Duration>) -> PlainClient {
         .build(connector)
 }
 
-/// `http://{address}{path}`, for a request through a [`PlainClient`].
-pub fn plain_uri(address: SocketAddr, path: &'static str) -> Result<Uri, http::Error> {
+/// A JSON `POST` of `body` to `http://{address}{path}`, for a
+/// [`PlainClient`]; callers add their own headers (and the trace context)
+/// to it.
+pub fn json_post(
+    address: SocketAddr,
+    path: &'static str,
+    body: impl Into<Body>,
+) -> Result<Request<Body>, http::Error> {
+    let mut request = Request::new(body.into());
+    *request.method_mut() = Method::POST;
+    *request.uri_mut() = plain_uri(address, path)?;
+    request
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    Ok(request)
+}
+
+/// `http://{address}{path}`.
+fn plain_uri(address: SocketAddr, path: &'static str) -> Result<Uri, http::Error> {
     let mut parts = http::uri::Parts::default();
     parts.scheme = Some(Scheme::HTTP);
     parts.authority = Some(Authority::try_from(address.to_string())?);
@@ -51,5 +70,14 @@ mod tests {
         assert_eq!(v6.to_string(), "http://[::1]:9/tokenize");
         assert_eq!(v6.port_u16(), Some(9));
         assert!(plain_uri("127.0.0.1:1".parse().unwrap(), "no slash").is_err());
+    }
+
+    #[test]
+    fn json_posts_name_their_method_target_and_type() {
+        let request = json_post("127.0.0.1:8200".parse().unwrap(), "/tokenize", "{}").unwrap();
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(request.uri(), "http://127.0.0.1:8200/tokenize");
+        assert_eq!(request.headers()[CONTENT_TYPE], "application/json");
+        assert_eq!(request.headers().len(), 1);
     }
 }

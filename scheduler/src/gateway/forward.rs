@@ -8,8 +8,8 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request};
-use llmd_runtime::http::{PlainClient, plain_uri};
+use http::{HeaderMap, Request};
+use llmd_runtime::http::{PlainClient, json_post};
 use llmd_runtime::propagation;
 use std::net::SocketAddr;
 
@@ -66,8 +66,9 @@ fn upstream_request(
     incoming: &HeaderMap,
     body: Bytes,
 ) -> Result<Request<Body>, http::Error> {
-    let mut headers = HeaderMap::with_capacity(8);
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let mut request = json_post(upstream.target, upstream.route.path(), body)?;
+    let headers = request.headers_mut();
+    headers.reserve(7);
     headers.insert(
         HeaderName::from_static(REQUEST_ID_HEADER),
         HeaderValue::from_str(upstream.request_id)?,
@@ -83,10 +84,6 @@ fn upstream_request(
             HeaderValue::from_str(prefiller)?,
         );
     }
-    propagation::inject_current(&mut headers);
-    let mut request = Request::new(Body::from(body));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = plain_uri(upstream.target, upstream.route.path())?;
-    *request.headers_mut() = headers;
+    propagation::inject_current(headers);
     Ok(request)
 }

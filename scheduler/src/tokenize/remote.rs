@@ -3,10 +3,9 @@
 
 use super::{Prompt, TokenizeError};
 use axum::body::Body;
-use http::header::{CONTENT_TYPE, HeaderValue};
-use http::{Method, Request};
+use http::Request;
 use http_body_util::{BodyExt, Limited};
-use llmd_runtime::http::{PlainClient, plain_uri};
+use llmd_runtime::http::{PlainClient, json_post};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -49,7 +48,7 @@ impl VllmTokenizer {
         };
         let request = serde_json::to_vec(&body)
             .ok()
-            .and_then(|json| tokenize_request(pod, json).ok())
+            .and_then(|json| json_post(pod, "/tokenize", json).ok())
             .ok_or(TokenizeError::Remote("request"))?;
         let parsed = tokio::time::timeout(self.timeout, self.call(request))
             .await
@@ -73,15 +72,4 @@ impl VllmTokenizer {
             .to_bytes();
         serde_json::from_slice(&bytes).map_err(|_| TokenizeError::Remote("body"))
     }
-}
-
-/// The JSON `POST` of `json` to `http://{pod}/tokenize`.
-fn tokenize_request(pod: SocketAddr, json: Vec<u8>) -> Result<Request<Body>, http::Error> {
-    let mut request = Request::new(Body::from(json));
-    *request.method_mut() = Method::POST;
-    *request.uri_mut() = plain_uri(pod, "/tokenize")?;
-    request
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    Ok(request)
 }

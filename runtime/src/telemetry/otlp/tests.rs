@@ -324,17 +324,17 @@ fn configured_headers_become_request_headers() {
     );
 }
 
-/// Exports [`spans`] over `protocol` with gzip compression to a test
-/// receiver; checks that they arrive as the reference conversion and that
-/// the request came compressed.
-fn exports_gzipped(protocol: Protocol) {
-    use crate::testing::otlp_receiver::{OtlpReceiver, Transport};
+/// Exports [`spans`] under [`resource`] over `protocol` with `compression`
+/// to `receiver`, which must take it.
+fn export_to(
+    receiver: &crate::testing::otlp_receiver::OtlpReceiver,
+    protocol: Protocol,
+    compression: Compression,
+) {
     use opentelemetry_sdk::trace::SpanExporter as _;
-    let receiver = OtlpReceiver::start().expect("a receiver");
-    let (endpoint, transport) = match protocol {
-        Protocol::Grpc => (receiver.grpc_endpoint(), Transport::Grpc),
-        Protocol::HttpProtobuf => (receiver.http_traces_url(), Transport::HttpProtobuf),
-        Protocol::HttpJson => (receiver.http_traces_url(), Transport::HttpJson),
+    let endpoint = match protocol {
+        Protocol::Grpc => receiver.grpc_endpoint(),
+        Protocol::HttpProtobuf | Protocol::HttpJson => receiver.http_traces_url(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -346,15 +346,28 @@ fn exports_gzipped(protocol: Protocol) {
         endpoint,
         headers: Vec::new(),
         timeout: Duration::from_secs(60),
-        compression: Compression::Gzip,
+        compression,
     };
     let mut exporter = super::OtlpExporter::new(&settings).expect("an exporter");
-    let resource = resource();
-    exporter.set_resource(&resource);
+    exporter.set_resource(&resource());
     let exported = runtime.block_on(exporter.export(spans()));
     assert!(exported.is_ok(), "{protocol}: {exported:?}");
+}
 
-    let expected: Vec<_> = reference(&resource, spans())
+/// Exports [`spans`] over `protocol` with gzip compression to a test
+/// receiver; checks that they arrive as the reference conversion and that
+/// the request came compressed.
+fn exports_gzipped(protocol: Protocol) {
+    use crate::testing::otlp_receiver::{OtlpReceiver, Transport};
+    let receiver = OtlpReceiver::start().expect("a receiver");
+    let transport = match protocol {
+        Protocol::Grpc => Transport::Grpc,
+        Protocol::HttpProtobuf => Transport::HttpProtobuf,
+        Protocol::HttpJson => Transport::HttpJson,
+    };
+    export_to(&receiver, protocol, Compression::Gzip);
+
+    let expected: Vec<_> = reference(&resource(), spans())
         .resource_spans
         .into_iter()
         .flat_map(|resource_spans| resource_spans.scope_spans)
@@ -395,23 +408,8 @@ fn gzip_http_json_exports_arrive_compressed_and_decode_to_the_reference() {
 
 #[test]
 fn an_uncompressed_export_says_no_encoding() {
-    use crate::testing::otlp_receiver::OtlpReceiver;
-    use opentelemetry_sdk::trace::SpanExporter as _;
-    let receiver = OtlpReceiver::start().expect("a receiver");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let settings = OtlpSettings {
-        protocol: Protocol::HttpProtobuf,
-        endpoint: receiver.http_traces_url(),
-        headers: Vec::new(),
-        timeout: Duration::from_secs(60),
-        compression: Compression::None,
-    };
-    let exporter = super::OtlpExporter::new(&settings).expect("an exporter");
-    let exported = runtime.block_on(exporter.export(spans()));
-    assert!(exported.is_ok(), "{exported:?}");
+    let receiver = crate::testing::otlp_receiver::OtlpReceiver::start().expect("a receiver");
+    export_to(&receiver, Protocol::HttpProtobuf, Compression::None);
     let requests = receiver.requests();
     assert_eq!(requests.len(), 1);
     assert_eq!(requests[0].encoding, None);
