@@ -73,6 +73,21 @@ pub fn start(
     topic: String,
     encoding: EventEncoding,
 ) -> Result<(EventSink, PublisherEndpoints), PublisherError> {
+    let (worker, endpoints) = open(config, topic, encoding)?;
+    let (tx, rx) = mpsc::channel();
+    thread::Builder::new()
+        .name("kv-events".into())
+        .spawn(move || worker.run(rx))
+        .map_err(PublisherError::Thread)?;
+    Ok((EventSink { tx }, endpoints))
+}
+
+/// Opens the sockets of `config`: the publisher's state, not yet running.
+fn open(
+    config: &KvEventsConfig,
+    topic: String,
+    encoding: EventEncoding,
+) -> Result<(Worker, PublisherEndpoints), PublisherError> {
     let context = zmq::Context::new();
     let socket_error = |endpoint: &str| {
         let endpoint = endpoint.to_owned();
@@ -107,7 +122,6 @@ pub fn start(
         events: events_endpoint,
         replay: replay.as_ref().map(|(_, e)| e.clone()),
     };
-    let (tx, rx) = mpsc::channel();
     let worker = Worker {
         publisher,
         replay: replay.map(|(router, _)| router),
@@ -117,11 +131,7 @@ pub fn start(
         buffer: VecDeque::new(),
         buffer_steps: config.buffer_steps,
     };
-    thread::Builder::new()
-        .name("kv-events".into())
-        .spawn(move || worker.run(rx))
-        .map_err(PublisherError::Thread)?;
-    Ok((EventSink { tx }, endpoints))
+    Ok((worker, endpoints))
 }
 
 /// vLLM's rule: bind wildcard, IPv6-any, ipc and inproc endpoints,
@@ -154,7 +164,7 @@ struct Worker {
 impl Worker {
     fn run(mut self, rx: Receiver<Vec<prefix_cache::KvEvent>>) {
         loop {
-            self.serve_replays();
+            self.serve_replays(&rx);
             match rx.recv_timeout(REPLAY_POLL) {
                 Ok(events) => self.publish(&events),
                 Err(RecvTimeoutError::Timeout) => {}
@@ -179,19 +189,29 @@ impl Worker {
         }
     }
 
-    fn serve_replays(&self) {
-        let Some(router) = &self.replay else {
+    /// Answers the replay requests waiting on the ROUTER socket. Each
+    /// answer includes every batch queued before the request arrived: a
+    /// client that saw a request finish and then asks for a replay finds
+    /// that request's events in it.
+    fn serve_replays(&mut self, rx: &Receiver<Vec<prefix_cache::KvEvent>>) {
+        let Some(router) = self.replay.take() else {
             return;
         };
         while matches!(router.poll(zmq::POLLIN, 0), Ok(n) if n > 0) {
             match router.recv_multipart(0) {
-                Ok(frames) => self.answer_replay(router, &frames),
+                Ok(frames) => {
+                    while let Ok(events) = rx.try_recv() {
+                        self.publish(&events);
+                    }
+                    self.answer_replay(&router, &frames);
+                }
                 Err(error) => {
                     tracing::warn!(%error, "KV events replay request not received");
-                    return;
+                    break;
                 }
             }
         }
+        self.replay = Some(router);
     }
 
     /// Answers `[identity, (empty delimiter,) start seq]`, keeping the
@@ -269,5 +289,60 @@ fn to_wire(event: &prefix_cache::KvEvent) -> wire::KvEvent {
                 ..BlockRemoved::default()
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stored(token: u32) -> prefix_cache::KvEvent {
+        prefix_cache::KvEvent::BlockStored {
+            block_hashes: Vec::new(),
+            parent_block_hash: None,
+            token_ids: vec![token],
+            block_size: 1,
+        }
+    }
+
+    /// Batches queued before a replay request arrives are in its answer,
+    /// even when the thread had not yet taken them off the channel.
+    #[test]
+    fn a_replay_answer_includes_the_batches_still_queued() {
+        let config = KvEventsConfig::zmq("tcp://127.0.0.1:*", Some("tcp://127.0.0.1:*".into()));
+        let (mut worker, endpoints) =
+            open(&config, "kv@test".into(), EventEncoding::Array).expect("sockets open");
+        let (tx, rx) = mpsc::channel();
+        tx.send(vec![stored(1)]).expect("queued");
+        tx.send(vec![stored(2)]).expect("queued");
+
+        let context = zmq::Context::new();
+        let dealer = context.socket(zmq::DEALER).expect("dealer");
+        dealer.set_rcvtimeo(10_000).expect("timeout set");
+        dealer
+            .connect(endpoints.replay.as_deref().expect("replay endpoint"))
+            .expect("connected");
+        dealer
+            .send(&0u64.to_be_bytes()[..], 0)
+            .expect("request sent");
+        let router = worker.replay.as_ref().expect("router");
+        assert_eq!(router.poll(zmq::POLLIN, 10_000), Ok(1), "request arrived");
+
+        worker.serve_replays(&rx);
+        let mut answers = Vec::new();
+        loop {
+            let frames = dealer.recv_multipart(0).expect("replay answer");
+            if frames[0] == END_OF_REPLAY {
+                break;
+            }
+            let seq = u64::from_be_bytes(frames[0].as_slice().try_into().expect("8 bytes"));
+            let events = wire::decode_batch(&frames[1])
+                .expect("decodes")
+                .batch
+                .events;
+            answers.push((seq, events));
+        }
+        let batch = |token| to_wire(&stored(token));
+        assert_eq!(answers, [(0, vec![batch(1)]), (1, vec![batch(2)])]);
     }
 }
