@@ -1,5 +1,5 @@
-//! The request handlers: the P/D handler of the OpenAI inference routes,
-//! the pass-through of everything else, and the health check.
+//! The request handlers: the P/D handler of the OpenAI inference routes
+//! and the pass-through of everything else.
 
 use crate::connectors::{self, PdRequest};
 use crate::errors::ProxyError;
@@ -7,18 +7,13 @@ use crate::passthrough;
 use crate::request::{self, Api};
 use crate::state::Listener;
 use crate::target;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use llmd_runtime::{ErrorType, record, span};
 use std::time::Instant;
 
-/// `GET /health`: 200 while the proxy runs.
-pub async fn health() -> http::StatusCode {
-    http::StatusCode::OK
-}
-
-/// Everything that is not a P/D route: to the decoder, unchanged.
-pub async fn forward(State(listener): State<Listener>, request: Request) -> Response {
+/// Everything that is not a P/D request: to the decoder, unchanged.
+pub async fn forward(listener: Listener, request: Request) -> Response {
     let (decoder, _) = match listener.decoder_for(request.headers()) {
         Ok(found) => found,
         Err(error) => return error.into_response(),
@@ -26,13 +21,11 @@ pub async fn forward(State(listener): State<Listener>, request: Request) -> Resp
     passthrough::forward(&listener.shared.upstreams, decoder, request).await
 }
 
-/// `POST /v1/chat/completions`, `/v1/completions` and `/v1/responses`:
-/// decode only without a prefill target, else the connector's P/D flow.
-pub async fn pd(State(listener): State<Listener>, request: Request) -> Response {
+/// `POST` to `api` (`/v1/chat/completions`, `/v1/completions` or
+/// `/v1/responses`): decode only without a prefill target, else the
+/// connector's P/D flow.
+pub async fn pd(listener: Listener, api: Api, request: Request) -> Response {
     let start = Instant::now();
-    let Some(api) = Api::of_path(request.uri().path()) else {
-        return forward(State(listener), request).await;
-    };
     let connector = listener.shared.connector();
     // Each outcome records the route's attributes with its own in one
     // call: one lock of the span per request on the decode-only path.
@@ -105,7 +98,9 @@ pub async fn pd(State(listener): State<Listener>, request: Request) -> Response 
         .uri
         .path_and_query()
         .map_or_else(|| api.path().to_owned(), |p| p.as_str().to_owned());
-    connectors::run(PdRequest {
+    // Boxed: the P/D flows' state is kilobytes that the decode-only path,
+    // which shares this future, should not carry.
+    Box::pin(connectors::run(PdRequest {
         listener,
         decoder,
         data_parallel,
@@ -116,6 +111,6 @@ pub async fn pd(State(listener): State<Listener>, request: Request) -> Response 
         target,
         request_id,
         start,
-    })
+    }))
     .await
 }

@@ -31,6 +31,7 @@ pub mod json_body;
 pub mod passthrough;
 pub mod prefill;
 pub mod request;
+pub mod routes;
 pub mod run;
 pub mod server;
 pub mod sse;

@@ -19,7 +19,9 @@ const SMALL_BODY: u64 = 256 * 1024;
 pub async fn forward(upstreams: &Upstreams, decoder: &Decoder, request: Request) -> Response {
     match &upstreams.decoder_plain {
         Some(plain) => forward_plain(plain, decoder, request).await,
-        None => forward_tls(&upstreams.decoder, decoder, request).await,
+        // Boxed: reqwest's future is over a kilobyte, which the plain
+        // path, sharing this future, should not carry.
+        None => Box::pin(forward_tls(&upstreams.decoder, decoder, request)).await,
     }
 }
 

@@ -2,15 +2,11 @@
 //! and HTTP/2, every request traced by the `llm_d.pd_proxy.request` span.
 
 use crate::config::{Config, ListenerTls};
-use crate::handler;
+use crate::routes::Routes;
 use crate::state::{Listener, Shared};
 use crate::tls::{self, TlsError};
-use axum::Router;
-use axum::routing::{get, post};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
-use llmd_runtime::http::ServerTraceLayer;
 use llmd_runtime::span::{SpanKind, SpanMeta};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -91,7 +87,7 @@ impl Proxy {
                 rank,
                 base_port,
             };
-            let app = router(listener, secure, local);
+            let app = Routes::new(listener, secure, local);
             let acceptor = tls_config.clone().map(TlsAcceptor::from);
             accept_loops.push(tokio::spawn(accept_loop(
                 tcp,
@@ -133,26 +129,9 @@ impl Drop for Proxy {
     }
 }
 
-/// The routes of one listener. `/health` is not traced.
-fn router(listener: Listener, secure: bool, local: SocketAddr) -> Router {
-    let mut trace = ServerTraceLayer::new(&REQUEST_SPAN).local_addr(local);
-    if secure {
-        trace = trace.tls();
-    }
-    let pd = post(handler::pd).fallback(handler::forward);
-    Router::new()
-        .route("/v1/chat/completions", pd.clone())
-        .route("/v1/completions", pd.clone())
-        .route("/v1/responses", pd)
-        .fallback(handler::forward)
-        .layer(trace)
-        .route("/health", get(handler::health))
-        .with_state(listener)
-}
-
 async fn accept_loop(
     tcp: TcpListener,
-    app: Router,
+    app: Routes,
     tls: Option<TlsAcceptor>,
     mut stopped: watch::Receiver<bool>,
 ) {
@@ -173,9 +152,8 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection(stream: TcpStream, app: Router, tls: Option<TlsAcceptor>) {
+async fn serve_connection(stream: TcpStream, service: Routes, tls: Option<TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
-    let service = TowerToHyperService::new(app);
     let builder = auto::Builder::new(TokioExecutor::new());
     let served = match tls {
         None => {

@@ -72,6 +72,13 @@ async fn other_routes_and_methods_go_to_the_decoder_unchanged() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    let not_allowed = client()
+        .post(format!("http://{}/health", proxy.address()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(not_allowed.status(), 405);
+    assert_eq!(not_allowed.headers()["allow"], "GET,HEAD");
     assert_eq!(decoder.seen().len(), 2, "health is answered by the proxy");
 }
 

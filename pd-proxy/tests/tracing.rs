@@ -250,6 +250,8 @@ async fn decode_only_request_says_why_and_parents_the_decoder_call() {
     response.text().await.unwrap();
     let spans = wait_for_spans(&capture, &["llm_d.pd_proxy.request", "llm_request"]).await;
     let request = one(&spans, "llm_d.pd_proxy.request");
+    assert_eq!(str_attr(request, "http.route"), "/v1/chat/completions");
+    assert_eq!(str_attr(request, "http.request.method"), "POST");
     assert!(!bool_attr(request, "llm_d.pd_proxy.disaggregation_used"));
     assert_eq!(
         str_attr(request, "llm_d.pd_proxy.reason"),
@@ -265,6 +267,42 @@ async fn decode_only_request_says_why_and_parents_the_decoder_call() {
         Some((TRACE_ID.into(), span_id(request)))
     );
     assert_no_content(&spans);
+}
+
+/// Other methods on an inference route keep its route; other paths have
+/// none (their path is never recorded); `/health` is not traced.
+#[tokio::test]
+async fn routes_are_recorded_for_the_inference_paths_only() {
+    const REQUEST: &str = "llm_d.pd_proxy.request";
+    let capture = testing::capture();
+    let decoder = Fake::start(decoder()).await;
+    let proxy = start_proxy(config(&decoder)).await;
+    // `/health` first: a span of it would end before its response.
+    for path in ["/health", "/v1/completions", "/v1/models/secret-path-zq81"] {
+        let response = client()
+            .get(format!("http://{}{path}", proxy.address()))
+            .header("traceparent", format!("00-{TRACE_ID}-{GATEWAY_SPAN}-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.bytes().await.unwrap();
+    }
+    for _ in 0..500 {
+        if capture.named(REQUEST).len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let spans = capture.named(REQUEST);
+    assert_eq!(spans.len(), 2, "two traced requests, /health not traced");
+    let routes: Vec<_> = spans.iter().map(|s| attribute(s, "http.route")).collect();
+    assert!(routes.contains(&Some(&OtelValue::from("/v1/completions"))));
+    assert!(routes.contains(&None));
+    for span in &spans {
+        assert_eq!(str_attr(span, "http.request.method"), "GET");
+        assert!(!format!("{span:?}").contains("secret-path-zq81"));
+    }
 }
 
 #[tokio::test]

@@ -387,3 +387,25 @@ async fn service_failure_without_a_response_marks_the_span_failed() {
     assert_eq!(span.status, Status::error("_OTHER"));
     assert_eq!(attribute(&span, "http.response.status_code"), None);
 }
+
+#[tokio::test]
+async fn a_named_route_is_recorded_without_axum_routing() {
+    let cap = capture();
+    let service = ServerTraceLayer::new(&REQUEST)
+        .route("/v1/completions")
+        .layer(tower::service_fn(|_: Request<Body>| async {
+            Ok::<_, Infallible>(axum::response::Response::new(Body::empty()))
+        }));
+    let request = Request::post("/v1/completions?secret=hunter2")
+        .body(Body::empty())
+        .expect("request");
+    service.oneshot(request).await.expect("infallible");
+
+    let span = cap.one(NAME);
+    assert_eq!(
+        attribute(&span, "http.route"),
+        Some(&text("/v1/completions"))
+    );
+    assert_eq!(attribute(&span, "http.request.method"), Some(&text("POST")));
+    assert_no_attribute_mentions(&span, &["hunter2"]);
+}

@@ -47,7 +47,9 @@ const NO_RESPONSE: &str = "_OTHER";
 /// never recorded.
 ///
 /// Apply it with `Router::layer` after the routes are added (or with
-/// `route_layer`), so that the matched route is known:
+/// `route_layer`), so that the matched route is known; a server that routes
+/// without axum names the route of each traced service with
+/// [`ServerTraceLayer::route`]:
 ///
 /// ```
 /// use axum::{Router, routing::get};
@@ -71,6 +73,7 @@ struct Settings {
     meta: &'static SpanMeta,
     tls: bool,
     local: Option<LocalAddr>,
+    route: Option<Identifier>,
 }
 
 #[derive(Clone, Debug)]
@@ -87,6 +90,7 @@ impl ServerTraceLayer {
                 meta,
                 tls: false,
                 local: None,
+                route: None,
             },
         }
     }
@@ -98,6 +102,14 @@ impl ServerTraceLayer {
         self
     }
 
+    /// The route template of every request the traced service gets,
+    /// recorded as `http.route` (instead of axum's matched route): for a
+    /// server that picks the service by path itself.
+    pub fn route(mut self, template: &'static str) -> ServerTraceLayer {
+        self.settings.route = Some(Identifier::from_static(template));
+        self
+    }
+
     /// The address the server listens on, recorded as `server.address` and
     /// `server.port` when a request names no host.
     pub fn local_addr(mut self, addr: SocketAddr) -> ServerTraceLayer {
@@ -106,6 +118,19 @@ impl ServerTraceLayer {
             port: addr.port(),
         });
         self
+    }
+
+    /// Traces `request` as the layer's service would, with `call` as the
+    /// inner service: for servers that serve requests without a tower
+    /// service stack (such as a hyper `Service` choosing the handler by
+    /// path). `call` runs with the request's context current, and the
+    /// returned future keeps it current and records the response.
+    pub fn trace<B, F>(
+        &self,
+        request: Request<B>,
+        call: impl FnOnce(Request<B>) -> F,
+    ) -> ResponseFuture<F> {
+        self.settings.trace(request, call)
     }
 }
 
@@ -141,20 +166,29 @@ where
     }
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let parent = propagation::extract(request.headers());
-        let started = span::start(self.settings.meta, Some(&parent), || {
-            self.settings.request_attributes(&request)
-        });
-        let span = OpenSpan::new(started);
-        let inner = {
-            let _attached = span.attach();
-            self.inner.call(request)
-        };
-        ResponseFuture { inner, span }
+        let inner = &mut self.inner;
+        self.settings.trace(request, |request| inner.call(request))
     }
 }
 
 impl Settings {
+    fn trace<B, F>(
+        &self,
+        request: Request<B>,
+        call: impl FnOnce(Request<B>) -> F,
+    ) -> ResponseFuture<F> {
+        let parent = propagation::extract(request.headers());
+        let started = span::start(self.meta, Some(&parent), || {
+            self.request_attributes(&request)
+        });
+        let span = OpenSpan::new(started);
+        let inner = {
+            let _attached = span.attach();
+            call(request)
+        };
+        ResponseFuture { inner, span }
+    }
+
     fn scheme(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
     }
@@ -176,11 +210,15 @@ impl Settings {
             semconv::method_label(request.method()),
         ));
         list.push(key_value::<kind::Str, _>(keys::URL_SCHEME, self.scheme()));
-        if let Some(matched) = request.extensions().get::<MatchedPath>() {
-            list.push(key_value::<kind::Str, _>(
-                keys::HTTP_ROUTE,
-                Identifier::recurring(matched.as_str()),
-            ));
+        let route = match &self.route {
+            Some(route) => Some(route.clone()),
+            None => request
+                .extensions()
+                .get::<MatchedPath>()
+                .map(|matched| Identifier::recurring(matched.as_str())),
+        };
+        if let Some(route) = route {
+            list.push(key_value::<kind::Str, _>(keys::HTTP_ROUTE, route));
         }
         let server = match self.requested_authority(request) {
             Some(requested) => Some(requested),

@@ -1,0 +1,132 @@
+//! The proxy's hyper service: picks each request's handler by its path and
+//! method and traces it. There are four fixed paths, so a match replaces a
+//! router, and each request makes one allocation for its future.
+//!
+//! - `POST` to an OpenAI inference route: [`handler::pd`];
+//! - any other method on those routes, and every other path but `/health`:
+//!   [`handler::forward`], to the decoder unchanged;
+//! - `GET`/`HEAD /health`: 200, not traced; other methods 405.
+//!
+//! Traced requests get the `llm_d.pd_proxy.request` SERVER span, with the
+//! inference route (never the path of any other request) as `http.route`.
+
+use crate::handler;
+use crate::request::Api;
+use crate::server::REQUEST_SPAN;
+use crate::state::Listener;
+use axum::body::Body;
+use axum::response::Response;
+use http::header::{ALLOW, HeaderValue};
+use http::{Method, Request, StatusCode};
+use http_body_util::Either;
+use hyper::body::Incoming;
+use llmd_runtime::http::{ServerTraceLayer, TracedBody};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// The body of a response: a traced request's, or the health check's.
+pub type ResponseBody = Either<TracedBody<Body>, Body>;
+
+/// What serving one request gives hyper.
+pub type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+
+/// The service of one listener; clones share it.
+#[derive(Clone, Debug)]
+pub struct Routes {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    listener: Listener,
+    /// The trace layer of each inference route, in [`Api`] order, naming
+    /// the route.
+    inference: [ServerTraceLayer; 3],
+    /// The trace layer of every other path: no route.
+    other: ServerTraceLayer,
+}
+
+impl Routes {
+    /// The service of `listener`, bound to `local` (recorded when a request
+    /// names no host); `secure` when it serves TLS.
+    pub fn new(listener: Listener, secure: bool, local: SocketAddr) -> Routes {
+        let mut other = ServerTraceLayer::new(&REQUEST_SPAN).local_addr(local);
+        if secure {
+            other = other.tls();
+        }
+        let inference = [Api::ChatCompletions, Api::Completions, Api::Responses]
+            .map(|api| other.clone().route(api.path()));
+        Routes {
+            inner: Arc::new(Inner {
+                listener,
+                inference,
+                other,
+            }),
+        }
+    }
+}
+
+impl Inner {
+    fn trace_layer(&self, api: Option<Api>) -> &ServerTraceLayer {
+        match api {
+            Some(Api::ChatCompletions) => &self.inference[0],
+            Some(Api::Completions) => &self.inference[1],
+            Some(Api::Responses) => &self.inference[2],
+            None => &self.other,
+        }
+    }
+}
+
+impl hyper::service::Service<Request<Incoming>> for Routes {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, request: Request<Incoming>) -> ResponseFuture {
+        let request = request.map(Body::new);
+        let path = request.uri().path();
+        if path == "/health" {
+            let response = health(request.method()).map(Either::Right);
+            return Box::pin(std::future::ready(Ok(response)));
+        }
+        let api = Api::of_path(path);
+        let routes = self.inner.clone();
+        // The handler's future (kilobytes) is made inside the box, on the
+        // first poll, rather than made here and moved into it.
+        Box::pin(async move {
+            let listener = routes.listener.clone();
+            let traced = routes
+                .trace_layer(api)
+                .trace(request, |request| handle(listener, api, request));
+            traced.await.map(|response| response.map(Either::Left))
+        })
+    }
+}
+
+/// The handler of a traced request.
+async fn handle(
+    listener: Listener,
+    api: Option<Api>,
+    request: Request<Body>,
+) -> Result<Response, Infallible> {
+    Ok(match api {
+        Some(api) if request.method() == Method::POST => handler::pd(listener, api, request).await,
+        _ => handler::forward(listener, request).await,
+    })
+}
+
+/// `/health`: 200 to `GET` and `HEAD` while the proxy runs.
+fn health(method: &Method) -> Response<Body> {
+    let mut response = Response::new(Body::empty());
+    if method != Method::GET && method != Method::HEAD {
+        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static("GET,HEAD"));
+    }
+    response
+}
