@@ -16,6 +16,31 @@ const CALLER_SPAN: &str = "b7ad6b7169203331";
 /// The child, killed if the test fails before it exits.
 struct Running(Child);
 
+impl Running {
+    /// Spawns `command` and waits for the proxy's first line; returns the
+    /// child and the address it listens on.
+    async fn start(command: &mut Command) -> (Running, String) {
+        let mut child = Running(
+            command
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .unwrap(),
+        );
+        let stdout = child.0.stdout.take().unwrap();
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            line
+        })
+        .await
+        .unwrap();
+        assert!(line.contains("listening on 127.0.0.1:"), "{line}");
+        let address = line.trim().rsplit(' ').next().unwrap().to_owned();
+        (child, address)
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -73,7 +98,7 @@ async fn child_process_exports_the_p_d_trace_over_otlp() {
         ),
     )
     .unwrap();
-    let mut child = Running(
+    let (mut child, address) = Running::start(
         Command::new(BINARY)
             .args(["--port=0", "--configuration-file"])
             .arg(&config_file)
@@ -82,22 +107,9 @@ async fn child_process_exports_the_p_d_trace_over_otlp() {
             .env("OTEL_TRACES_SAMPLER", "parentbased_always_on")
             .env("OTEL_BSP_SCHEDULE_DELAY", "50")
             .env_remove("OTEL_SERVICE_NAME")
-            .env_remove("OTEL_SDK_DISABLED")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap(),
-    );
-    let stdout = child.0.stdout.take().unwrap();
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line
-    })
-    .await
-    .unwrap();
-    let address = line.trim().rsplit(' ').next().unwrap().to_owned();
-    assert!(line.contains("listening on 127.0.0.1:"), "{line}");
+            .env_remove("OTEL_SDK_DISABLED"),
+    )
+    .await;
 
     let response = client()
         .post(format!("http://{address}/v1/chat/completions"))
@@ -176,4 +188,31 @@ async fn child_process_exports_the_p_d_trace_over_otlp() {
         "no prompt byte left the process"
     );
     assert!(!spans.raw_bytes_contain(b"zebra-quokka"));
+}
+
+/// Pinned to one CPU, the proxy serves from its main thread alone (a
+/// current-thread runtime: no worker threads beside it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_one_cpu_the_proxy_serves_from_one_thread() {
+    let decoder = Fake::start(decoder()).await;
+    let (child, address) = Running::start(
+        Command::new("taskset")
+            .args(["-c", "0", BINARY, "--port=0", "--secure-proxy=false"])
+            .args(["--bind-address=127.0.0.1", "--decoder-host=127.0.0.1"])
+            .arg(format!("--vllm-port={}", decoder.address.port()))
+            .env("OTEL_SDK_DISABLED", "true"),
+    )
+    .await;
+    let response = client()
+        .post(format!("http://{address}/v1/chat/completions"))
+        .body(chat_body(false).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    let threads = std::fs::read_dir(format!("/proc/{}/task", child.0.id()))
+        .unwrap()
+        .count();
+    assert_eq!(threads, 1, "one thread serves on one CPU");
 }
