@@ -43,9 +43,10 @@ pub struct Routes {
 #[derive(Debug)]
 struct Inner {
     listener: Listener,
-    /// The trace layer of each inference route, in [`Api`] order, naming
-    /// the route.
-    inference: [ServerTraceLayer; 3],
+    /// The trace layers of the inference routes, each naming its route.
+    chat_completions: ServerTraceLayer,
+    completions: ServerTraceLayer,
+    responses: ServerTraceLayer,
     /// The trace layer of every other path: no route.
     other: ServerTraceLayer,
 }
@@ -58,12 +59,13 @@ impl Routes {
         if secure {
             other = other.tls();
         }
-        let inference = [Api::ChatCompletions, Api::Completions, Api::Responses]
-            .map(|api| other.clone().route(api.path()));
+        let named = |api: Api| other.clone().route(api.path());
         Routes {
             inner: Arc::new(Inner {
                 listener,
-                inference,
+                chat_completions: named(Api::ChatCompletions),
+                completions: named(Api::Completions),
+                responses: named(Api::Responses),
                 other,
             }),
         }
@@ -73,9 +75,9 @@ impl Routes {
 impl Inner {
     fn trace_layer(&self, api: Option<Api>) -> &ServerTraceLayer {
         match api {
-            Some(Api::ChatCompletions) => &self.inference[0],
-            Some(Api::Completions) => &self.inference[1],
-            Some(Api::Responses) => &self.inference[2],
+            Some(Api::ChatCompletions) => &self.chat_completions,
+            Some(Api::Completions) => &self.completions,
+            Some(Api::Responses) => &self.responses,
             None => &self.other,
         }
     }

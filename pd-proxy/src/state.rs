@@ -48,16 +48,13 @@ impl Shared {
         let decoders = (0..config.data_parallel_size)
             .map(|rank| {
                 let host_port = format!("{}:{}", config.decoder_host, config.vllm_port + rank);
-                let authority = Authority::try_from(host_port.as_str()).map_err(|_| {
+                let invalid = || {
                     ConfigError::Invalid(format!("decoder address {host_port:?} is not host:port"))
-                })?;
+                };
+                let authority = Authority::try_from(host_port.as_str()).map_err(|_| invalid())?;
                 Ok(Decoder {
                     base_url: format!("{}://{host_port}", upstreams.decoder_scheme),
-                    host: HeaderValue::from_str(authority.as_str()).map_err(|_| {
-                        ConfigError::Invalid(format!(
-                            "decoder address {host_port:?} is not host:port"
-                        ))
-                    })?,
+                    host: HeaderValue::from_str(authority.as_str()).map_err(|_| invalid())?,
                     authority,
                     target: Identifier::new(&host_port),
                 })
