@@ -38,7 +38,6 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client as LegacyClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use llmd_pd_proxy::passthrough::plain_upstream_uri;
 use llmd_runtime::testing::otlp_receiver::OtlpReceiver;
 use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
@@ -314,8 +313,8 @@ impl Drop for ProxyProcess {
 }
 
 /// The bare hyper proxy: hyper's HTTP/1 server forwarding every request,
-/// body streaming, to `backend` through hyper's pooled client, on a
-/// current-thread runtime.
+/// body streaming, to `backend` through hyper's stock pooled client (the
+/// one a plain hyper proxy would use), on a current-thread runtime.
 fn run_bare_proxy(backend: SocketAddr) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -341,7 +340,11 @@ fn run_bare_proxy(backend: SocketAddr) {
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
                     let (mut parts, body) = request.into_parts();
-                    parts.uri = plain_upstream_uri(&authority, &parts.uri).expect("upstream URI");
+                    let mut uri = http::uri::Parts::default();
+                    uri.scheme = Some(http::uri::Scheme::HTTP);
+                    uri.authority = Some(authority.clone());
+                    uri.path_and_query = parts.uri.path_and_query().cloned();
+                    parts.uri = http::Uri::from_parts(uri).expect("upstream URI");
                     client.request(Request::from_parts(parts, body))
                 });
                 let _ = hyper::server::conn::http1::Builder::new()

@@ -6,9 +6,10 @@ use crate::upstream::{self, Failure, Upstreams};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
+use http::Uri;
 use http_body::Body as _;
 use http_body_util::BodyExt;
-use llmd_runtime::http::PlainClient;
+use llmd_runtime::http::OriginPool;
 
 /// Request bodies of at most this many bytes, with a known length, are
 /// read before sending (they are in the first packets anyway); longer or
@@ -17,8 +18,8 @@ const SMALL_BODY: u64 = 256 * 1024;
 
 /// Sends `request` to `decoder` and streams the answer back.
 pub async fn forward(upstreams: &Upstreams, decoder: &Decoder, request: Request) -> Response {
-    match &upstreams.decoder_plain {
-        Some(plain) => forward_plain(plain, decoder, request).await,
+    match &decoder.plain {
+        Some(pool) => forward_plain(pool, decoder, request).await,
         // Boxed: reqwest's future is over a kilobyte, which the plain
         // path, sharing this future, should not carry.
         None => Box::pin(forward_tls(&upstreams.decoder, decoder, request)).await,
@@ -26,44 +27,34 @@ pub async fn forward(upstreams: &Upstreams, decoder: &Decoder, request: Request)
 }
 
 /// The plain-HTTP path: the body streams both ways with its length kept.
-async fn forward_plain(client: &PlainClient, decoder: &Decoder, request: Request) -> Response {
+async fn forward_plain(pool: &OriginPool, decoder: &Decoder, request: Request) -> Response {
     let (mut parts, body) = request.into_parts();
-    let Ok(uri) = plain_upstream_uri(&decoder.authority, &parts.uri) else {
-        return ProxyError::DecoderFailed.into_response();
-    };
     upstream::prepare_pass_through(&mut parts.headers, &decoder.host);
     let mut outbound = http::Request::new(body);
     *outbound.method_mut() = parts.method;
-    *outbound.uri_mut() = uri;
+    *outbound.uri_mut() = origin_form(parts.uri);
     *outbound.headers_mut() = parts.headers;
-    match client.request(outbound).await {
+    match pool.send(outbound).await {
         Ok(mut response) => {
             upstream::strip_response_headers(response.headers_mut());
             response.map(Body::new)
         }
-        Err(error) => match upstream::classify_plain(&error) {
-            Failure::Refused => ProxyError::DecoderUnavailable.into_response(),
-            _ => ProxyError::DecoderFailed.into_response(),
-        },
+        Err(error) if error.is_refused() => ProxyError::DecoderUnavailable.into_response(),
+        Err(_) => ProxyError::DecoderFailed.into_response(),
     }
 }
 
-/// The plain-HTTP URI of `inbound`'s path and query (`/` when it has
-/// none) at `authority`.
-pub fn plain_upstream_uri(
-    authority: &http::uri::Authority,
-    inbound: &http::Uri,
-) -> Result<http::Uri, http::uri::InvalidUriParts> {
-    let mut uri = http::uri::Parts::default();
-    uri.scheme = Some(http::uri::Scheme::HTTP);
-    uri.authority = Some(authority.clone());
-    uri.path_and_query = Some(
-        inbound
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
-    );
-    http::Uri::from_parts(uri)
+/// `uri` in origin form (`/path?query`), as HTTP/1 sends it to an origin
+/// server: an absolute-form request target (or an HTTP/2 request's full
+/// URI) keeps only its path and query, `/` when it has none.
+fn origin_form(uri: Uri) -> Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri;
+    }
+    match uri.path_and_query() {
+        Some(path_and_query) => Uri::from(path_and_query.clone()),
+        None => Uri::from_static("/"),
+    }
 }
 
 /// The TLS path, through reqwest.
@@ -92,5 +83,22 @@ async fn forward_tls(client: &reqwest::Client, decoder: &Decoder, request: Reque
             Failure::Refused => ProxyError::DecoderUnavailable.into_response(),
             _ => ProxyError::DecoderFailed.into_response(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_targets_go_upstream_in_origin_form() {
+        let origin = |target: &str| origin_form(target.parse().unwrap()).to_string();
+        assert_eq!(origin("/v1/models?x=1"), "/v1/models?x=1");
+        assert_eq!(
+            origin("http://client.example/v1/models?x=1"),
+            "/v1/models?x=1"
+        );
+        assert_eq!(origin("https://client.example:8443"), "/");
+        assert_eq!(origin("*"), "*");
     }
 }

@@ -9,6 +9,7 @@ use crate::upstream::Upstreams;
 use http::uri::Authority;
 use http::{HeaderMap, HeaderValue};
 use llmd_runtime::Identifier;
+use llmd_runtime::http::OriginPool;
 use std::sync::Arc;
 
 /// The header naming the data-parallel rank (`ip:port` of its listener).
@@ -19,12 +20,13 @@ pub const DATA_PARALLEL_HEADER: &str = "x-data-parallel-host-port";
 pub struct Decoder {
     /// `scheme://host:port`, without a trailing slash.
     pub base_url: String,
-    /// `host:port`, parsed once for building request URIs.
-    pub authority: Authority,
     /// `host:port` as the `Host` header of pass-through requests.
     pub host: HeaderValue,
     /// `host:port`, as a span attribute.
     pub target: Identifier,
+    /// Kept-alive connections for pass-through to a plain-HTTP decoder
+    /// (none with TLS towards decoders, which goes through reqwest).
+    pub plain: Option<OriginPool>,
 }
 
 /// State shared by all listeners.
@@ -55,7 +57,7 @@ impl Shared {
                 Ok(Decoder {
                     base_url: format!("{}://{host_port}", upstreams.decoder_scheme),
                     host: HeaderValue::from_str(authority.as_str()).map_err(|_| invalid())?,
-                    authority,
+                    plain: (!config.decoder_tls.enabled).then(|| OriginPool::new(authority, None)),
                     target: Identifier::new(&host_port),
                 })
             })
@@ -143,7 +145,7 @@ mod tests {
         let l = listener(0, 3);
         let (d, dp) = l.decoder_for(&with_header("10.0.0.5:8002")).unwrap();
         assert_eq!((d.base_url.as_str(), dp), ("http://localhost:9003", true));
-        assert_eq!(d.authority.as_str(), "localhost:9003");
+        assert_eq!(d.host, "localhost:9003");
         let (d, dp) = l.decoder_for(&HeaderMap::new()).unwrap();
         assert_eq!((d.base_url.as_str(), dp), ("http://localhost:9001", false));
         assert!(matches!(

@@ -3,9 +3,7 @@
 
 use crate::config::{Config, UpstreamTls};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use llmd_runtime::http::{PlainClient, plain_client};
 use llmd_runtime::propagation;
-use std::error::Error as _;
 
 /// The clients the proxy calls its upstreams with (one connection pool each).
 #[derive(Clone, Debug)]
@@ -18,9 +16,6 @@ pub struct Upstreams {
     pub prefiller_scheme: &'static str,
     /// `http` or `https` for the decoder.
     pub decoder_scheme: &'static str,
-    /// Towards a plain-HTTP decoder for pass-through: hyper's pooled client
-    /// without reqwest's layers (the hot path of decode-only traffic).
-    pub decoder_plain: Option<PlainClient>,
 }
 
 impl Upstreams {
@@ -32,7 +27,6 @@ impl Upstreams {
             decoder: client(config.decoder_tls)?,
             prefiller_scheme: scheme(config.prefiller_tls),
             decoder_scheme: scheme(config.decoder_tls),
-            decoder_plain: (!config.decoder_tls.enabled).then(|| plain_client(None)),
         })
     }
 }
@@ -165,37 +159,14 @@ pub enum Failure {
 /// Classifies a client error.
 pub fn classify(error: &reqwest::Error) -> Failure {
     if error.is_timeout() {
-        return Failure::Timeout;
-    }
-    connection_failure(refused_in(error.source()), error.is_connect())
-}
-
-/// Classifies an error of the plain client.
-pub fn classify_plain(error: &hyper_util::client::legacy::Error) -> Failure {
-    connection_failure(refused_in(error.source()), error.is_connect())
-}
-
-fn connection_failure(refused: bool, connect: bool) -> Failure {
-    if refused {
+        Failure::Timeout
+    } else if llmd_runtime::http::is_connection_refused(error) {
         Failure::Refused
-    } else if connect {
+    } else if error.is_connect() {
         Failure::Connect
     } else {
         Failure::Broken
     }
-}
-
-/// Whether a connection refusal is among the causes.
-fn refused_in(mut source: Option<&(dyn std::error::Error + 'static)>) -> bool {
-    while let Some(cause) = source {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::ConnectionRefused
-        {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
 }
 
 #[cfg(test)]

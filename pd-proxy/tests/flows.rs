@@ -35,6 +35,23 @@ async fn decode_only_is_a_pure_pass_through() {
 }
 
 #[tokio::test]
+async fn pass_through_keeps_its_decoder_connection_alive() {
+    let decoder = Fake::start(decoder()).await;
+    let proxy = start_proxy(config(&decoder)).await;
+    for stream in [false, true, false, true, false] {
+        let response = post(&proxy, "/v1/chat/completions", None, &chat_body(stream)).await;
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    assert_eq!(decoder.seen().len(), 5);
+    assert_eq!(
+        decoder.connections(),
+        1,
+        "sequential requests, streamed or not, share one decoder connection"
+    );
+}
+
+#[tokio::test]
 async fn other_routes_and_methods_go_to_the_decoder_unchanged() {
     let decoder = Fake::start(always(http::StatusCode::OK, json!({"data": [{"id": "m"}]}))).await;
     let proxy = start_proxy(config(&decoder)).await;

@@ -10,18 +10,26 @@
 //!   server of the workspace needs.
 //! - [`plain_client`]: hyper's pooled client for plain-HTTP upstreams on
 //!   the request path.
+//! - [`is_connection_refused`]: whether a client error means nothing
+//!   listens at the upstream's address.
+//! - [`OriginPool`]: kept-alive connections to one plain-HTTP origin, for a
+//!   proxy's pass-through to its local server.
 
 mod body;
 mod client;
 mod crypto;
 mod open_span;
+mod origin_pool;
 mod plain_client;
+mod refused;
 mod semconv;
 mod server;
 
 pub use body::TracedBody;
 pub use client::RequestBuilderExt;
 pub use crypto::install_crypto_provider;
+pub use origin_pool::{OriginError, OriginPool, PooledBody};
 pub use plain_client::{PlainClient, json_post, plain_client};
+pub use refused::is_connection_refused;
 pub use semconv::server_error_type;
 pub use server::{ResponseFuture, ServerTrace, ServerTraceLayer};

@@ -1,0 +1,517 @@
+//! Kept-alive HTTP/1 connections to one upstream origin, for a proxy's
+//! pass-through to its one local server (the pd-proxy to its decoder).
+//!
+//! hyper's general pooled client serves any number of origins: per request
+//! it hashes the origin into its pool map, checks a connection out through
+//! a waiter queue and spawns a task that waits for the connection to be
+//! idle again before putting it back (about 7,000 instructions, a tenth of
+//! the pd-proxy's decode-only request). One origin needs none of that: the
+//! most recently used idle connection is popped off a stack, and it goes
+//! back on top when its response body ends, from the task reading that
+//! body. Connections idle for longer than the idle timeout (90 s, as in
+//! hyper's pooled client) are closed from the bottom of the stack.
+//!
+//! A request sent on a kept-alive connection that the upstream closed in
+//! the meantime (an idle timeout racing the request) is sent again on
+//! another connection when hyper reports that none of it was written, so it
+//! is never lost to a stale connection.
+
+use axum::body::Body;
+use bytes::Bytes;
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
+use http_body::{Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::client::legacy::connect::HttpConnector;
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll, ready};
+use std::time::{Duration, Instant};
+use tower_service::Service;
+
+/// Idle connections kept at most: enough for every concurrent request of
+/// a busy server to find one.
+const MAX_IDLE: usize = 1024;
+
+/// How long a connection may stay idle in the pool before it is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A failed exchange with the origin.
+#[derive(Debug, thiserror::Error)]
+pub enum OriginError {
+    /// No connection could be opened (refused, unreachable, timed out).
+    #[error("cannot connect to {origin}: {source}")]
+    Connect {
+        /// `host:port` of the origin.
+        origin: Authority,
+        /// Why, with the I/O error among its causes.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The connection failed while the request was sent or its response
+    /// head read.
+    #[error("the connection to the upstream failed: {0}")]
+    Exchange(#[from] hyper::Error),
+}
+
+impl OriginError {
+    /// Whether the origin refused the connection (nothing listens there).
+    pub fn is_refused(&self) -> bool {
+        super::is_connection_refused(self)
+    }
+}
+
+/// A pool of kept-alive HTTP/1 connections to one origin; clones share it.
+/// Connections run as tasks of the runtime that opened them.
+#[derive(Clone, Debug)]
+pub struct OriginPool {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    origin: Authority,
+    /// `http://{origin}/`, what the connector resolves and connects to.
+    connect_to: Uri,
+    connector: HttpConnector,
+    /// Idle connections and when each went idle, oldest first.
+    idle: Mutex<VecDeque<Idle>>,
+    idle_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Idle {
+    sender: SendRequest<Body>,
+    since: Instant,
+}
+
+impl OriginPool {
+    /// A pool of plain-HTTP connections to `origin` (`host:port`), with
+    /// `TCP_NODELAY` and, when given, a connect timeout. Opens nothing yet.
+    pub fn new(origin: Authority, connect_timeout: Option<Duration>) -> OriginPool {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(connect_timeout);
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(origin.clone());
+        parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        let connect_to = Uri::from_parts(parts).unwrap_or_default();
+        OriginPool {
+            shared: Arc::new(Shared {
+                origin,
+                connect_to,
+                connector,
+                idle: Mutex::new(VecDeque::new()),
+                idle_timeout: IDLE_TIMEOUT,
+            }),
+        }
+    }
+
+    /// The same pool with connections closed after `timeout` idle instead
+    /// of 90 s. For a new pool only: it has no effect once the pool is
+    /// shared by clones.
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> OriginPool {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.idle_timeout = timeout;
+        }
+        self
+    }
+
+    /// Sends `request` (its URI in origin form, `/path?query`, and with a
+    /// `Host` header) on an idle connection or a new one, and returns the
+    /// response head; the body streams from the connection, which goes back
+    /// to the pool when the body ends.
+    pub async fn send(
+        &self,
+        mut request: Request<Body>,
+    ) -> Result<Response<PooledBody>, OriginError> {
+        loop {
+            let (mut sender, reused) = match self.shared.checkout() {
+                Some(sender) => (sender, true),
+                None => (self.connect().await?, false),
+            };
+            match sender.try_send_request(request).await {
+                Ok(response) => return Ok(self.shared.attach(sender, response)),
+                Err(mut failed) => match failed.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(OriginError::Exchange(failed.into_error())),
+                },
+            }
+        }
+    }
+
+    /// Connections idle in the pool now.
+    pub fn idle_connections(&self) -> usize {
+        self.shared.lock_idle().len()
+    }
+
+    async fn connect(&self) -> Result<SendRequest<Body>, OriginError> {
+        let mut connector = self.shared.connector.clone();
+        let connecting = std::future::poll_fn(|cx| connector.poll_ready(cx))
+            .await
+            .map(|()| connector.call(self.shared.connect_to.clone()));
+        let io = match connecting {
+            Ok(connecting) => connecting.await,
+            Err(error) => Err(error),
+        }
+        .map_err(|error| OriginError::Connect {
+            origin: self.shared.origin.clone(),
+            source: Box::new(error),
+        })?;
+        let (sender, connection) = http1::handshake(io).await?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+}
+
+impl Shared {
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, VecDeque<Idle>> {
+        self.idle.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The most recently used idle connection that can take a request;
+    /// closed ones are dropped on the way, and when the most recent one
+    /// has been idle too long, so have all the others.
+    fn checkout(&self) -> Option<SendRequest<Body>> {
+        let mut idle = self.lock_idle();
+        while let Some(Idle { sender, since }) = idle.pop_back() {
+            if since.elapsed() >= self.idle_timeout {
+                idle.clear();
+                return None;
+            }
+            if sender.is_ready() {
+                return Some(sender);
+            }
+        }
+        None
+    }
+
+    /// The response with a body that gives `sender` back when it ends.
+    fn attach(
+        self: &Arc<Self>,
+        sender: SendRequest<Body>,
+        response: Response<Incoming>,
+    ) -> Response<PooledBody> {
+        let returning = Returning {
+            sender,
+            pool: self.clone(),
+        };
+        let returning = if http_body::Body::is_end_stream(response.body()) {
+            returning.give_back();
+            None
+        } else {
+            Some(returning)
+        };
+        response.map(|inner| PooledBody { inner, returning })
+    }
+
+    /// Keeps `sender` for the next request, unless the pool is full of
+    /// live connections; closes the oldest idle connection if it has been
+    /// idle too long.
+    fn keep(&self, sender: SendRequest<Body>) {
+        let since = Instant::now();
+        let mut idle = self.lock_idle();
+        if idle
+            .front()
+            .is_some_and(|oldest| since.duration_since(oldest.since) >= self.idle_timeout)
+        {
+            idle.pop_front();
+        }
+        if idle.len() >= MAX_IDLE {
+            idle.retain(|kept| !kept.sender.is_closed());
+        }
+        if idle.len() < MAX_IDLE {
+            idle.push_back(Idle { sender, since });
+        }
+    }
+}
+
+/// A connection whose response is being read, and its pool.
+#[derive(Debug)]
+struct Returning {
+    sender: SendRequest<Body>,
+    pool: Arc<Shared>,
+}
+
+impl Returning {
+    /// Puts the connection back once it can take the next request: at
+    /// once when hyper is already waiting for one (the usual case: the
+    /// connection task finishes a response before its last bytes reach the
+    /// reader), otherwise from a task that waits for it, so that no request
+    /// ever waits on another's connection.
+    fn give_back(mut self) {
+        if self.sender.is_ready() {
+            self.pool.keep(self.sender);
+        } else if !self.sender.is_closed()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if self.sender.ready().await.is_ok() {
+                    self.pool.keep(self.sender);
+                }
+            });
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body streamed from a pooled connection. Its connection
+    /// goes back to the pool when the body ends cleanly; a body dropped
+    /// unfinished or failing takes its connection down with it (HTTP/1
+    /// cannot abandon half a response and reuse the connection).
+    #[derive(Debug)]
+    pub struct PooledBody {
+        #[pin]
+        inner: Incoming,
+        returning: Option<Returning>,
+    }
+
+    impl PinnedDrop for PooledBody {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if http_body::Body::is_end_stream(&*this.inner)
+                && let Some(returning) = this.returning.take()
+            {
+                returning.give_back();
+            }
+        }
+    }
+}
+
+impl http_body::Body for PooledBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let mut this = self.project();
+        let frame = ready!(this.inner.as_mut().poll_frame(cx));
+        let ended = match &frame {
+            None => true,
+            Some(Ok(_)) => this.inner.is_end_stream(),
+            Some(Err(_)) => {
+                this.returning.take();
+                false
+            }
+        };
+        if ended && let Some(returning) = this.returning.take() {
+            returning.give_back();
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::net::TcpListener;
+
+    /// How the test origin answers.
+    #[derive(Clone, Copy)]
+    enum Answer {
+        /// `200 ok`, the connection kept alive.
+        KeptAlive,
+        /// `200 ok` with `Connection: close`.
+        Closing,
+        /// A chunked body whose first chunk comes and whose end never does.
+        Endless,
+    }
+
+    /// An HTTP/1 server on loopback that counts the connections it accepts.
+    struct Origin {
+        address: SocketAddr,
+        connections: Arc<AtomicUsize>,
+    }
+
+    impl Origin {
+        async fn start(answer: Answer) -> Origin {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            let connections = Arc::new(AtomicUsize::new(0));
+            let accepted = connections.clone();
+            tokio::spawn(async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    accepted.fetch_add(1, Ordering::SeqCst);
+                    let service =
+                        service_fn(
+                            move |_request| async move { Ok::<_, Infallible>(respond(answer)) },
+                        );
+                    tokio::spawn(
+                        hyper::server::conn::http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service),
+                    );
+                }
+            });
+            Origin {
+                address,
+                connections,
+            }
+        }
+
+        fn pool(&self) -> OriginPool {
+            OriginPool::new(Authority::try_from(self.address.to_string()).unwrap(), None)
+        }
+
+        fn connections(&self) -> usize {
+            self.connections.load(Ordering::SeqCst)
+        }
+    }
+
+    fn respond(answer: Answer) -> Response<Body> {
+        match answer {
+            Answer::KeptAlive => Response::new(Body::from("ok")),
+            Answer::Closing => Response::builder()
+                .header(http::header::CONNECTION, "close")
+                .body(Body::from("ok"))
+                .unwrap(),
+            Answer::Endless => {
+                let first = futures_util::stream::iter([Ok::<_, Infallible>(Bytes::from("a"))]);
+                Response::new(Body::from_stream(
+                    first.chain(futures_util::stream::pending()),
+                ))
+            }
+        }
+    }
+
+    fn get(address: SocketAddr) -> Request<Body> {
+        Request::builder()
+            .uri("/v1/models")
+            .header(http::header::HOST, address.to_string())
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    async fn fetch(pool: &OriginPool, address: SocketAddr) -> Bytes {
+        let response = pool.send(get(address)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap().to_bytes()
+    }
+
+    use futures_util::StreamExt as _;
+
+    #[tokio::test]
+    async fn sequential_requests_share_one_connection() {
+        let origin = Origin::start(Answer::KeptAlive).await;
+        let pool = origin.pool();
+        for _ in 0..5 {
+            assert_eq!(fetch(&pool, origin.address).await, "ok");
+        }
+        assert_eq!(origin.connections(), 1);
+        assert_eq!(pool.idle_connections(), 1);
+    }
+
+    #[tokio::test]
+    async fn concurrent_requests_each_get_a_connection_and_all_come_back() {
+        let origin = Origin::start(Answer::KeptAlive).await;
+        let pool = origin.pool();
+        let responses =
+            futures_util::future::join_all((0..4).map(|_| pool.send(get(origin.address)))).await;
+        assert_eq!(origin.connections(), 4);
+        for response in responses {
+            let body = response.unwrap().into_body().collect().await.unwrap();
+            assert_eq!(body.to_bytes(), "ok");
+        }
+        assert_eq!(pool.idle_connections(), 4);
+        for _ in 0..8 {
+            fetch(&pool, origin.address).await;
+        }
+        assert_eq!(origin.connections(), 4);
+    }
+
+    #[tokio::test]
+    async fn connections_idle_past_the_timeout_are_closed() {
+        let origin = Origin::start(Answer::KeptAlive).await;
+        let pool = origin.pool().with_idle_timeout(Duration::ZERO);
+        for _ in 0..3 {
+            assert_eq!(fetch(&pool, origin.address).await, "ok");
+            assert_eq!(pool.idle_connections(), 1, "the expired one was closed");
+        }
+        assert_eq!(origin.connections(), 3);
+
+        let both = futures_util::future::join_all((0..2).map(|_| pool.send(get(origin.address))));
+        for response in both.await {
+            response.unwrap().into_body().collect().await.unwrap();
+        }
+        assert_eq!(
+            pool.idle_connections(),
+            1,
+            "the first to come back expired when the second did"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_connection_the_origin_closes_is_not_reused() {
+        let origin = Origin::start(Answer::Closing).await;
+        let pool = origin.pool();
+        assert_eq!(fetch(&pool, origin.address).await, "ok");
+        assert_eq!(fetch(&pool, origin.address).await, "ok");
+        assert_eq!(origin.connections(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_body_dropped_unfinished_takes_its_connection_down() {
+        let origin = Origin::start(Answer::Endless).await;
+        let pool = origin.pool();
+        let response = pool.send(get(origin.address)).await.unwrap();
+        let mut body = response.into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(first, "a");
+        drop(body);
+        assert_eq!(pool.idle_connections(), 0);
+        let response = pool.send(get(origin.address)).await.unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(origin.connections(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_the_closed_connection_never_sent_goes_on_a_new_one() {
+        let origin = Origin::start(Answer::KeptAlive).await;
+        let pool = origin.pool();
+        // A kept-alive connection that hyper still counts as ready, whose
+        // peer has hung up: its task has not yet run to see the end of the
+        // stream, as when an upstream's idle timeout races a request.
+        let (near, far) = tokio::io::duplex(1024);
+        let (mut stale, connection) = http1::handshake(TokioIo::new(near)).await.unwrap();
+        let stale_task = tokio::spawn(connection);
+        stale.ready().await.unwrap();
+        drop(far);
+        pool.shared.keep(stale);
+        assert_eq!(fetch(&pool, origin.address).await, "ok");
+        assert_eq!(origin.connections(), 1);
+        assert!(stale_task.is_finished());
+    }
+
+    #[tokio::test]
+    async fn nothing_listening_is_a_refused_connection() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap();
+        drop(listener);
+        let pool = OriginPool::new(Authority::try_from(address.to_string()).unwrap(), None);
+        let error = pool.send(get(address)).await.unwrap_err();
+        assert!(error.is_refused(), "{error}");
+        assert!(error.to_string().contains(&address.to_string()), "{error}");
+    }
+}
