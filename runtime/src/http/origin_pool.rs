@@ -89,8 +89,17 @@ struct Idle {
 
 impl OriginPool {
     /// A pool of plain-HTTP connections to `origin` (`host:port`), with
-    /// `TCP_NODELAY` and, when given, a connect timeout. Opens nothing yet.
+    /// `TCP_NODELAY` and, when given, a connect timeout; connections idle
+    /// for 90 s are closed. Opens nothing yet.
     pub fn new(origin: Authority, connect_timeout: Option<Duration>) -> OriginPool {
+        OriginPool::with_idle_timeout(origin, connect_timeout, IDLE_TIMEOUT)
+    }
+
+    fn with_idle_timeout(
+        origin: Authority,
+        connect_timeout: Option<Duration>,
+        idle_timeout: Duration,
+    ) -> OriginPool {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(connect_timeout);
@@ -98,6 +107,7 @@ impl OriginPool {
         parts.scheme = Some(Scheme::HTTP);
         parts.authority = Some(origin.clone());
         parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        // A scheme, an authority and a path always make a URI.
         let connect_to = Uri::from_parts(parts).unwrap_or_default();
         OriginPool {
             shared: Arc::new(Shared {
@@ -105,19 +115,9 @@ impl OriginPool {
                 connect_to,
                 connector,
                 idle: Mutex::new(VecDeque::new()),
-                idle_timeout: IDLE_TIMEOUT,
+                idle_timeout,
             }),
         }
-    }
-
-    /// The same pool with connections closed after `timeout` idle instead
-    /// of 90 s. For a new pool only: it has no effect once the pool is
-    /// shared by clones.
-    pub fn with_idle_timeout(mut self, timeout: Duration) -> OriginPool {
-        if let Some(shared) = Arc::get_mut(&mut self.shared) {
-            shared.idle_timeout = timeout;
-        }
-        self
     }
 
     /// Sends `request` (its URI in origin form, `/path?query`, and with a
@@ -371,8 +371,12 @@ mod tests {
             }
         }
 
+        fn authority(&self) -> Authority {
+            Authority::try_from(self.address.to_string()).unwrap()
+        }
+
         fn pool(&self) -> OriginPool {
-            OriginPool::new(Authority::try_from(self.address.to_string()).unwrap(), None)
+            OriginPool::new(self.authority(), None)
         }
 
         fn connections(&self) -> usize {
@@ -444,7 +448,7 @@ mod tests {
     #[tokio::test]
     async fn connections_idle_past_the_timeout_are_closed() {
         let origin = Origin::start(Answer::KeptAlive).await;
-        let pool = origin.pool().with_idle_timeout(Duration::ZERO);
+        let pool = OriginPool::with_idle_timeout(origin.authority(), None, Duration::ZERO);
         for _ in 0..3 {
             assert_eq!(fetch(&pool, origin.address).await, "ok");
             assert_eq!(pool.idle_connections(), 1, "the expired one was closed");
