@@ -100,9 +100,6 @@ impl OriginPool {
         connect_timeout: Option<Duration>,
         idle_timeout: Duration,
     ) -> OriginPool {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(connect_timeout);
         let mut parts = http::uri::Parts::default();
         parts.scheme = Some(Scheme::HTTP);
         parts.authority = Some(origin.clone());
@@ -113,7 +110,7 @@ impl OriginPool {
             shared: Arc::new(Shared {
                 origin,
                 connect_to,
-                connector,
+                connector: super::plain_client::connector(connect_timeout),
                 idle: Mutex::new(VecDeque::new()),
                 idle_timeout,
             }),

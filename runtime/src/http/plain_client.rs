@@ -1,5 +1,5 @@
 //! hyper's pooled HTTP/1 client for plain-HTTP upstreams on the request
-//! path (vLLM pods, decoders): no URL parsing and no redirect layer per
+//! path (the scheduler's vLLM pods): no URL parsing and no redirect layer per
 //! request, unlike reqwest, whose `Url` is parsed up to three times per
 //! call (about 20,000 instructions). Callers build an [`http::Uri`] and
 //! carry the trace context with [`crate::propagation::inject_current`].
@@ -24,12 +24,18 @@ const MAX_IDLE_PER_HOST: usize = 1024;
 /// A client with `TCP_NODELAY` and, when given, a connect timeout. Must be
 /// used inside a tokio runtime (its connections run as tasks).
 pub fn plain_client(connect_timeout: Option<Duration>) -> PlainClient {
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
+        .build(connector(connect_timeout))
+}
+
+/// The TCP connector of every plain-HTTP upstream connection: with
+/// `TCP_NODELAY` and, when given, a connect timeout.
+pub(super) fn connector(connect_timeout: Option<Duration>) -> HttpConnector {
     let mut connector = HttpConnector::new();
     connector.set_nodelay(true);
     connector.set_connect_timeout(connect_timeout);
-    Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(MAX_IDLE_PER_HOST)
-        .build(connector)
+    connector
 }
 
 /// A JSON `POST` of `body` to `http://{address}{path}`, for a
