@@ -14,9 +14,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{
-    self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError, TrySendError,
-};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender, TryRecvError};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::{JoinHandle, Thread};
 use std::time::Duration;
@@ -53,6 +51,36 @@ impl Counters {
     }
 }
 
+/// How many spans are in the queue: raised by the threads that end spans,
+/// lowered by the export thread as it receives them.
+#[derive(Debug, Default)]
+struct QueueCount(AtomicUsize);
+
+impl QueueCount {
+    /// Counts one span in and sends it with `send`, counting it back out if
+    /// `send` fails; gives the count with this span when it was sent.
+    ///
+    /// The span is counted before it is sent: the export thread counts
+    /// spans out only once it has received them, so the count never drops
+    /// below zero, however the threads interleave.
+    fn enqueue<E>(&self, send: impl FnOnce() -> Result<(), E>) -> Result<usize, E> {
+        let count = self.0.fetch_add(1, Ordering::AcqRel) + 1;
+        send().map(|()| count).inspect_err(|_| {
+            self.0.fetch_sub(1, Ordering::AcqRel);
+        })
+    }
+
+    /// Counts out `received` spans taken off the queue.
+    fn dequeued(&self, received: usize) {
+        self.0.fetch_sub(received, Ordering::AcqRel);
+    }
+
+    #[cfg(test)]
+    fn get(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// Called with a description of the first export failure after a success
 /// (or after start), so a dead collector is reported once, not per batch.
 pub(crate) type FailureReport = Box<dyn Fn(String) + Send>;
@@ -68,7 +96,7 @@ enum Control {
 pub(crate) struct BoundedBatchProcessor {
     spans: SyncSender<SpanData>,
     /// Spans in the queue; the span that fills a batch wakes the worker.
-    queued: Arc<AtomicUsize>,
+    queued: Arc<QueueCount>,
     batch_size: usize,
     control: Sender<Control>,
     cancel: Arc<Notify>,
@@ -101,7 +129,7 @@ impl BoundedBatchProcessor {
         let (spans, span_queue) = mpsc::sync_channel(settings.max_queue_size);
         let (control, control_queue) = mpsc::channel();
         let (ready, started) = mpsc::sync_channel(1);
-        let queued = Arc::new(AtomicUsize::new(0));
+        let queued = Arc::new(QueueCount::default());
         let cancel = Arc::new(Notify::new());
         let worker_queued = queued.clone();
         let worker_cancel = cancel.clone();
@@ -198,13 +226,17 @@ impl SpanProcessor for BoundedBatchProcessor {
         if !span.span_context.is_sampled() {
             return;
         }
-        match self.spans.try_send(span) {
-            Ok(()) => {
-                if self.queued.fetch_add(1, Ordering::AcqRel) + 1 == self.batch_size {
+        // Full or disconnected, the span is dropped all the same.
+        match self
+            .queued
+            .enqueue(|| self.spans.try_send(span).map_err(drop))
+        {
+            Ok(queued) => {
+                if queued == self.batch_size {
                     self.worker_thread.unpark();
                 }
             }
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+            Err(()) => {
                 self.counters.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -257,7 +289,7 @@ struct Worker<E> {
     exporter: E,
     runtime: Runtime,
     spans: Receiver<SpanData>,
-    queued: Arc<AtomicUsize>,
+    queued: Arc<QueueCount>,
     control: Receiver<Control>,
     cancel: Arc<Notify>,
     counters: Arc<Counters>,
@@ -311,7 +343,7 @@ impl<E: SpanExporter> Worker<E> {
                     }
                 }
             }
-            self.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+            self.queued.dequeued(batch.len());
             let full = batch.len() == size;
             self.export(batch);
             if !full || !open {
@@ -356,5 +388,101 @@ impl<E: SpanExporter> Worker<E> {
             self.failing = true;
             (self.report_failure)(failure);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::sampled_span;
+    use opentelemetry::trace::{SpanContext, TraceState};
+
+    /// An exporter that counts the spans it is given.
+    #[derive(Debug, Default)]
+    struct Counting {
+        spans: Arc<AtomicUsize>,
+    }
+
+    impl SpanExporter for Counting {
+        async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+            self.spans.fetch_add(batch.len(), Ordering::Relaxed);
+            Ok(())
+        }
+    }
+
+    /// A processor exporting to a [`Counting`] exporter, and its count.
+    fn counting(settings: BatchSettings) -> (BoundedBatchProcessor, Arc<AtomicUsize>) {
+        let exported = Arc::new(AtomicUsize::new(0));
+        let spans = exported.clone();
+        let processor = BoundedBatchProcessor::start(
+            settings,
+            move || Ok(Counting { spans }),
+            Arc::default(),
+            Box::new(|_| {}),
+        )
+        .expect("the export thread starts");
+        (processor, exported)
+    }
+
+    fn settings(max_queue_size: usize, max_export_batch_size: usize) -> BatchSettings {
+        BatchSettings {
+            max_queue_size,
+            // Long enough that only a full batch or a flush wakes the worker.
+            schedule_delay: Duration::from_secs(3600),
+            max_export_batch_size,
+            export_timeout: Duration::from_secs(30),
+        }
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts_spans_and_gives_back_their_places() {
+        let (processor, exported) = counting(settings(3, 512));
+        for _ in 0..5 {
+            processor.on_end(sampled_span("llm_d.test.queued"));
+        }
+        assert_eq!(processor.queued.get(), 3);
+        assert_eq!(processor.counters.snapshot().dropped, 2);
+
+        processor.force_flush().expect("flushed");
+        assert_eq!(exported.load(Ordering::Relaxed), 3);
+        assert_eq!(processor.queued.get(), 0);
+        assert_eq!(processor.counters.snapshot().exported, 3);
+        processor.shutdown().expect("shut down");
+    }
+
+    #[test]
+    fn unsampled_spans_are_neither_queued_nor_counted() {
+        let (processor, exported) = counting(settings(8, 512));
+        let mut span = sampled_span("llm_d.test.unsampled");
+        span.span_context = SpanContext::new(
+            span.span_context.trace_id(),
+            span.span_context.span_id(),
+            opentelemetry::trace::TraceFlags::default(),
+            false,
+            TraceState::default(),
+        );
+        processor.on_end(span);
+        assert_eq!(processor.queued.get(), 0);
+        processor.force_flush().expect("flushed");
+        assert_eq!(exported.load(Ordering::Relaxed), 0);
+        assert_eq!(processor.counters.snapshot(), ExportStats::default());
+        processor.shutdown().expect("shut down");
+    }
+
+    /// The export thread may receive a span and count it out before the
+    /// thread that sent it is done with `on_end`: the count must already
+    /// hold it. (It used to be raised after the send, and went below zero:
+    /// an overflow, a panic in debug builds, on the request path.)
+    #[test]
+    fn a_span_is_counted_before_the_export_thread_can_receive_it() {
+        let count = QueueCount::default();
+        let sent = count.enqueue(|| {
+            count.dequeued(1);
+            Ok::<(), ()>(())
+        });
+        assert_eq!(sent, Ok(1));
+        assert_eq!(count.get(), 0);
+        assert_eq!(count.enqueue(|| Err::<(), _>("full")), Err("full"));
+        assert_eq!(count.get(), 0);
     }
 }

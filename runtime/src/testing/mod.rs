@@ -8,11 +8,17 @@ pub mod otlp_receiver;
 mod span_count;
 
 use crate::state::{self, UnsampledParent};
-use opentelemetry::trace::TracerProvider as _;
+use opentelemetry::InstrumentationScope;
+use opentelemetry::trace::{
+    SpanContext, SpanId, SpanKind, Status, TraceFlags, TraceId, TraceState, TracerProvider as _,
+};
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanProcessor};
+use opentelemetry_sdk::trace::{
+    Sampler, SdkTracerProvider, SpanData, SpanEvents, SpanLinks, SpanProcessor,
+};
+use std::borrow::Cow;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 static ONE_CAPTURE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
@@ -176,5 +182,31 @@ impl SpanProcessor for Collect {
 
     fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
         Ok(())
+    }
+}
+
+/// A finished, sampled span named `name`, with no attributes: input for
+/// tests of exporters and span processors.
+pub fn sampled_span(name: &'static str) -> SpanData {
+    SpanData {
+        span_context: SpanContext::new(
+            TraceId::from(7_u128),
+            SpanId::from(8_u64),
+            TraceFlags::SAMPLED,
+            false,
+            TraceState::default(),
+        ),
+        parent_span_id: SpanId::INVALID,
+        parent_span_is_remote: false,
+        span_kind: SpanKind::Internal,
+        name: Cow::Borrowed(name),
+        start_time: SystemTime::UNIX_EPOCH,
+        end_time: SystemTime::UNIX_EPOCH,
+        attributes: Vec::new(),
+        dropped_attributes_count: 0,
+        events: SpanEvents::default(),
+        links: SpanLinks::default(),
+        status: Status::Unset,
+        instrumentation_scope: InstrumentationScope::builder("test").build(),
     }
 }

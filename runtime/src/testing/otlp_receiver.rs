@@ -616,12 +616,10 @@ fn hex(bytes: &[u8]) -> String {
 mod tests {
     use super::*;
     use crate::telemetry::{Compression, OtlpExporter, OtlpSettings, Protocol};
+    use crate::testing::sampled_span;
     use flate2::write::GzEncoder;
-    use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceId, TraceState};
-    use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanExporter as _, SpanLinks};
-    use std::borrow::Cow;
+    use opentelemetry_sdk::trace::SpanExporter as _;
     use std::io::Write;
-    use std::time::SystemTime;
 
     fn gzip(data: &[u8]) -> Vec<u8> {
         let mut encoder = GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -731,31 +729,6 @@ mod tests {
         assert_eq!(gunzip_frames(b""), Some(Vec::new()));
     }
 
-    fn span_data() -> SpanData {
-        let context = SpanContext::new(
-            TraceId::from(7_u128),
-            SpanId::from(8_u64),
-            TraceFlags::SAMPLED,
-            false,
-            TraceState::default(),
-        );
-        SpanData {
-            span_context: context,
-            parent_span_id: SpanId::INVALID,
-            parent_span_is_remote: false,
-            span_kind: opentelemetry::trace::SpanKind::Internal,
-            name: Cow::Borrowed("llm_d.test.counted"),
-            start_time: SystemTime::UNIX_EPOCH,
-            end_time: SystemTime::UNIX_EPOCH,
-            attributes: Vec::new(),
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: opentelemetry::trace::Status::Unset,
-            instrumentation_scope: opentelemetry::InstrumentationScope::builder("test").build(),
-        }
-    }
-
     #[test]
     fn a_counting_receiver_counts_gzip_exports_of_every_transport() {
         let receiver = OtlpReceiver::start_counting().expect("a receiver");
@@ -780,7 +753,10 @@ mod tests {
                 compression: Compression::Gzip,
             })
             .expect("an exporter");
-            let exported = runtime.block_on(exporter.export(vec![span_data(), span_data()]));
+            let exported = runtime.block_on(exporter.export(vec![
+                sampled_span("llm_d.test.counted"),
+                sampled_span("llm_d.test.counted"),
+            ]));
             assert!(exported.is_ok(), "{protocol}: {exported:?}");
             assert_eq!(receiver.span_count(), 2 * (round + 1), "{protocol}");
         }
