@@ -40,11 +40,13 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use llmd_runtime::testing::otlp_receiver::OtlpReceiver;
 use std::convert::Infallible;
+use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -134,6 +136,7 @@ fn main() {
         .build()
         .expect("runtime");
     runtime.block_on(run(layout, Duration::from_secs(seconds), rate));
+    let _ = std::fs::remove_dir_all(proxy_logs());
 }
 
 fn env_number(name: &str, default: u64) -> u64 {
@@ -249,10 +252,40 @@ fn report_tracing(off: &Outcome, on: &Outcome) {
 }
 
 /// The real `llmd-pd-proxy` binary in front of the backend, in its own
-/// process (as nginx is), with telemetry set by `env`.
+/// process (as nginx is), with telemetry set by `env`. Its standard error
+/// goes to a file, shown when it stops and searched for panics when a
+/// request through it fails.
 struct ProxyProcess {
     address: SocketAddr,
     child: Child,
+    stderr: PathBuf,
+}
+
+/// The folder of the proxies' standard error files.
+fn proxy_logs() -> PathBuf {
+    std::env::temp_dir().join(format!("pd-proxy-bench-logs-{}", std::process::id()))
+}
+
+/// The panics the proxies have reported so far, each with its message (the
+/// line after it), one per line; empty when there are none. A failed
+/// request's own panic message carries them, so the cause of a proxy
+/// dropping a connection is seen beside the failure.
+fn proxy_panics() -> String {
+    let mut panics = String::new();
+    let Ok(logs) = std::fs::read_dir(proxy_logs()) else {
+        return panics;
+    };
+    for log in logs.flatten() {
+        let text = std::fs::read_to_string(log.path()).unwrap_or_default();
+        let mut lines = text.lines();
+        while let Some(line) = lines.next() {
+            if line.contains("panicked at") {
+                let message = lines.next().unwrap_or_default();
+                panics.push_str(&format!("\n  proxy {line} {message}"));
+            }
+        }
+    }
+    panics
 }
 
 impl ProxyProcess {
@@ -286,8 +319,17 @@ impl ProxyProcess {
 
     /// Starts `command`, which prints `... listening on ADDRESS` first.
     fn spawn(mut command: Command) -> ProxyProcess {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let logs = proxy_logs();
+        std::fs::create_dir_all(&logs).expect("a folder for the proxies' logs");
+        let stderr = logs.join(format!(
+            "proxy-{}.stderr",
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let log = File::create(&stderr).expect("a proxy's log file");
         let mut child = command
             .stdout(Stdio::piped())
+            .stderr(log)
             .spawn()
             .expect("proxy starts");
         let mut line = String::new();
@@ -301,7 +343,11 @@ impl ProxyProcess {
             .next()
             .and_then(|a| a.parse().ok())
             .expect("listening address");
-        ProxyProcess { address, child }
+        ProxyProcess {
+            address,
+            child,
+            stderr,
+        }
     }
 }
 
@@ -309,6 +355,10 @@ impl Drop for ProxyProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Ok(said) = std::fs::read_to_string(&self.stderr) {
+            eprint!("{said}");
+        }
+        let _ = std::fs::remove_file(&self.stderr);
     }
 }
 
@@ -431,7 +481,10 @@ async fn post_completion(sender: &mut hyper::client::conn::http1::SendRequest<Fu
         .body(Full::new(Bytes::from_static(REQUEST_BODY.as_bytes())))
         .expect("request");
     sender.ready().await.expect("connection ready");
-    let response = sender.send_request(request).await.expect("response");
+    let response = sender
+        .send_request(request)
+        .await
+        .unwrap_or_else(|error| panic!("response: {error}{}", proxy_panics()));
     assert_eq!(response.status(), 200);
     response.into_body().collect().await.expect("body");
 }
@@ -555,7 +608,10 @@ async fn ttfb(name: &str, target: SocketAddr, duration: Duration) -> f64 {
             .body(Full::new(Bytes::from_static(b"{\"stream\":true}")))
             .expect("request");
         sender.ready().await.expect("connection ready");
-        let response = sender.send_request(request).await.expect("response");
+        let response = sender
+            .send_request(request)
+            .await
+            .unwrap_or_else(|error| panic!("response: {error}{}", proxy_panics()));
         let mut body = response.into_body();
         let first = body.frame().await;
         samples.push(started.elapsed().as_micros() as u32);
@@ -593,7 +649,7 @@ fn percentile(sorted: &[u32], q: f64) -> f64 {
 struct Nginx {
     address: SocketAddr,
     child: Child,
-    dir: std::path::PathBuf,
+    dir: PathBuf,
 }
 
 impl Nginx {
