@@ -10,7 +10,7 @@ use crate::metrics_scraper::{ScrapeSettings, Scraper};
 use crate::plugins::registry;
 use crate::pool::{self, Pool, PoolError};
 use crate::tokenize::{LocalTokenizer, TokenizeError, Tokenizers, VllmTokenizer};
-use llmd_runtime::http::PlainClient;
+use llmd_runtime::http::OriginPools;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -77,7 +77,7 @@ impl App {
             .transpose()?;
         let scheduler = Arc::new(registry::build(&config, prefix_cache.clone())?);
         let client = http_client()?;
-        let upstream = llmd_runtime::http::plain_client(Some(CONNECT_TIMEOUT));
+        let upstream = OriginPools::new(Some(CONNECT_TIMEOUT));
         let tokenizers = Arc::new(load_tokenizers(options, &upstream)?);
         let subscription = prefix_cache
             .as_ref()
@@ -131,7 +131,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The HTTP client for pods' metrics: plain HTTP/1.1, connect timeout
 /// [`CONNECT_TIMEOUT`]. (Requests on the serving path go through
-/// [`llmd_runtime::http::plain_client`] instead.) Installs ring as the
+/// [`llmd_runtime::http::OriginPools`] instead.) Installs ring as the
 /// process's rustls provider if none is set, as reqwest requires one to
 /// build any client.
 pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
@@ -141,7 +141,7 @@ pub fn http_client() -> Result<reqwest::Client, reqwest::Error> {
         .build()
 }
 
-fn load_tokenizers(options: &Options, client: &PlainClient) -> Result<Tokenizers, StartError> {
+fn load_tokenizers(options: &Options, client: &OriginPools) -> Result<Tokenizers, StartError> {
     let remote = options
         .remote_tokenize
         .then(|| VllmTokenizer::new(client.clone(), REMOTE_TOKENIZE_TIMEOUT));

@@ -61,7 +61,7 @@ fn bad_tokenizer_files_are_clear_errors() {
 async fn models_without_a_local_tokenizer_use_vllm_tokenize() {
     let pod = FakePod::start("t").await;
     let (_dir, tokenizer) = local();
-    let client = llmd_runtime::http::plain_client(None);
+    let client = llmd_runtime::http::OriginPools::new(None);
     let tokenizers = Tokenizers::new(Some(VllmTokenizer::new(client, Duration::from_secs(5))))
         .with_local("local", tokenizer);
     let prompt = Prompt::Text("w1 w22 w333".to_owned());
@@ -108,7 +108,7 @@ async fn tokenize_server(status: u16, body: &'static str, delay: Duration) -> st
 #[tokio::test]
 async fn vllm_tokenize_failures_are_named() {
     let tokenizer = VllmTokenizer::new(
-        llmd_runtime::http::plain_client(None),
+        llmd_runtime::http::OriginPools::new(None),
         Duration::from_millis(300),
     );
     let prompt = Prompt::Text("w1".to_owned());

@@ -8,19 +8,18 @@
 //!   ([`crate::propagation::inject_current`] for other clients).
 //! - [`install_crypto_provider`]: the rustls provider every TLS client and
 //!   server of the workspace needs.
-//! - [`plain_client`]: hyper's pooled client for plain-HTTP upstreams on
-//!   the request path.
 //! - [`is_connection_refused`]: whether a client error means nothing
 //!   listens at the upstream's address.
 //! - [`OriginPool`]: kept-alive connections to one plain-HTTP origin, for a
-//!   proxy's pass-through to its local server.
+//!   proxy's pass-through to its local server; [`OriginPools`], one per
+//!   origin, for calls to many (the scheduler's pods), with [`json_post`].
 
 mod body;
 mod client;
 mod crypto;
 mod open_span;
 mod origin_pool;
-mod plain_client;
+mod plain_http;
 mod refused;
 mod semconv;
 mod server;
@@ -28,8 +27,8 @@ mod server;
 pub use body::TracedBody;
 pub use client::RequestBuilderExt;
 pub use crypto::install_crypto_provider;
-pub use origin_pool::{OriginError, OriginPool, PooledBody};
-pub use plain_client::{PlainClient, json_post, plain_client};
+pub use origin_pool::{OriginError, OriginPool, OriginPools, PooledBody};
+pub use plain_http::json_post;
 pub use refused::is_connection_refused;
 pub use semconv::server_error_type;
 pub use server::{ResponseFuture, ServerTrace, ServerTraceLayer};

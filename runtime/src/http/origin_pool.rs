@@ -1,5 +1,6 @@
 //! Kept-alive HTTP/1 connections to one upstream origin, for a proxy's
-//! pass-through to its one local server (the pd-proxy to its decoder).
+//! pass-through to its one local server (the pd-proxy to its decoder), and
+//! a pool per origin for a client of many (the scheduler to its pods).
 //!
 //! hyper's general pooled client serves any number of origins: per request
 //! it hashes the origin into its pool map, checks a connection out through
@@ -18,15 +19,17 @@
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::uri::{Authority, Scheme};
+use http::header::{Entry, HOST, HeaderValue};
+use http::uri::{Authority, InvalidUri, Scheme};
 use http::{Request, Response, Uri};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::connect::HttpConnector;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tower_service::Service;
@@ -54,12 +57,27 @@ pub enum OriginError {
     /// head read.
     #[error("the connection to the upstream failed: {0}")]
     Exchange(#[from] hyper::Error),
+    /// A socket address that makes no URI authority: every one does; the
+    /// conversion is checked rather than assumed.
+    #[error("{address} is not a URI authority: {source}")]
+    Address {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        #[source]
+        source: InvalidUri,
+    },
 }
 
 impl OriginError {
     /// Whether the origin refused the connection (nothing listens there).
     pub fn is_refused(&self) -> bool {
         super::is_connection_refused(self)
+    }
+
+    /// Whether no connection could be opened.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, OriginError::Connect { .. })
     }
 }
 
@@ -73,6 +91,8 @@ pub struct OriginPool {
 #[derive(Debug)]
 struct Shared {
     origin: Authority,
+    /// The origin as a `Host` header, for requests that name none.
+    host: Option<HeaderValue>,
     /// `http://{origin}/`, what the connector resolves and connects to.
     connect_to: Uri,
     connector: HttpConnector,
@@ -108,9 +128,10 @@ impl OriginPool {
         let connect_to = Uri::from_parts(parts).unwrap_or_default();
         OriginPool {
             shared: Arc::new(Shared {
+                host: HeaderValue::from_str(origin.as_str()).ok(),
                 origin,
                 connect_to,
-                connector: super::plain_client::connector(connect_timeout),
+                connector: super::plain_http::connector(connect_timeout),
                 idle: Mutex::new(VecDeque::new()),
                 idle_timeout,
             }),
@@ -145,6 +166,13 @@ impl OriginPool {
         self.shared.lock_idle().len()
     }
 
+    /// Whether nothing but the map holding it refers to this pool (no
+    /// request, response body or give-back under way) and it keeps no
+    /// idle connection.
+    fn is_unused(&self) -> bool {
+        Arc::strong_count(&self.shared) == 1 && self.idle_connections() == 0
+    }
+
     async fn connect(&self) -> Result<SendRequest<Body>, OriginError> {
         let mut connector = self.shared.connector.clone();
         let connecting = std::future::poll_fn(|cx| connector.poll_ready(cx))
@@ -165,6 +193,73 @@ impl OriginPool {
             }
         });
         Ok(sender)
+    }
+}
+
+/// Kept-alive connections to any number of plain-HTTP origins: an
+/// [`OriginPool`] per socket address, made on first use; clones share them.
+/// Pools left with no connection, idle or busy, are dropped whenever a pool
+/// is added, so origins that come and go (pods replaced) do not pile up.
+#[derive(Clone, Debug)]
+pub struct OriginPools {
+    shared: Arc<PoolsShared>,
+}
+
+#[derive(Debug)]
+struct PoolsShared {
+    pools: RwLock<HashMap<SocketAddr, OriginPool>>,
+    connect_timeout: Option<Duration>,
+}
+
+impl OriginPools {
+    /// No pools yet; connections get `TCP_NODELAY` and, when given, a
+    /// connect timeout, and are closed after 90 s idle.
+    pub fn new(connect_timeout: Option<Duration>) -> OriginPools {
+        OriginPools {
+            shared: Arc::new(PoolsShared {
+                pools: RwLock::default(),
+                connect_timeout,
+            }),
+        }
+    }
+
+    /// Sends `request` (its URI in origin form, `/path?query`) to
+    /// `address` through that origin's pool, naming the address as `Host`
+    /// when the request names none. See [`OriginPool::send`].
+    pub async fn send(
+        &self,
+        address: SocketAddr,
+        mut request: Request<Body>,
+    ) -> Result<Response<PooledBody>, OriginError> {
+        let pool = self.pool(address)?;
+        if let (Entry::Vacant(host), Some(origin)) =
+            (request.headers_mut().entry(HOST), &pool.shared.host)
+        {
+            host.insert(origin.clone());
+        }
+        pool.send(request).await
+    }
+
+    /// The pool of `address`, added (and unused pools dropped) on first use.
+    fn pool(&self, address: SocketAddr) -> Result<OriginPool, OriginError> {
+        let pools = &self.shared.pools;
+        if let Some(pool) = pools
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&address)
+        {
+            return Ok(pool.clone());
+        }
+        let mut pools = pools.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(pool) = pools.get(&address) {
+            return Ok(pool.clone());
+        }
+        let origin = Authority::try_from(address.to_string())
+            .map_err(|source| OriginError::Address { address, source })?;
+        pools.retain(|_, pool| !pool.is_unused());
+        let pool = OriginPool::new(origin, self.shared.connect_timeout);
+        pools.insert(address, pool.clone());
+        Ok(pool)
     }
 }
 
@@ -335,6 +430,8 @@ mod tests {
         Closing,
         /// A chunked body whose first chunk comes and whose end never does.
         Endless,
+        /// `200` with the request's `Host` header as the body.
+        Host,
     }
 
     /// An HTTP/1 server on loopback that counts the connections it accepts.
@@ -352,10 +449,9 @@ mod tests {
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
                     accepted.fetch_add(1, Ordering::SeqCst);
-                    let service =
-                        service_fn(
-                            move |_request| async move { Ok::<_, Infallible>(respond(answer)) },
-                        );
+                    let service = service_fn(move |request| async move {
+                        Ok::<_, Infallible>(respond(answer, &request))
+                    });
                     tokio::spawn(
                         hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service),
@@ -381,8 +477,14 @@ mod tests {
         }
     }
 
-    fn respond(answer: Answer) -> Response<Body> {
+    fn respond(answer: Answer, request: &Request<Incoming>) -> Response<Body> {
         match answer {
+            Answer::Host => {
+                let host = request.headers().get(http::header::HOST);
+                Response::new(Body::from(
+                    host.map_or(Bytes::new(), |host| Bytes::copy_from_slice(host.as_bytes())),
+                ))
+            }
             Answer::KeptAlive => Response::new(Body::from("ok")),
             Answer::Closing => Response::builder()
                 .header(http::header::CONNECTION, "close")
@@ -514,5 +616,52 @@ mod tests {
         let error = pool.send(get(address)).await.unwrap_err();
         assert!(error.is_refused(), "{error}");
         assert!(error.to_string().contains(&address.to_string()), "{error}");
+    }
+
+    #[tokio::test]
+    async fn each_origin_gets_its_own_pool_and_is_named_as_host() {
+        let first = Origin::start(Answer::Host).await;
+        let second = Origin::start(Answer::Host).await;
+        let pools = OriginPools::new(None);
+        let unnamed = || Request::builder().uri("/v1/models").body(Body::empty());
+        for _ in 0..3 {
+            for origin in [&first, &second] {
+                let response = pools.send(origin.address, unnamed().unwrap()).await;
+                let body = response.unwrap().into_body().collect().await.unwrap();
+                assert_eq!(body.to_bytes(), origin.address.to_string());
+            }
+        }
+        assert_eq!((first.connections(), second.connections()), (1, 1));
+        assert_eq!(pools.pool(first.address).unwrap().idle_connections(), 1);
+
+        let named = Request::builder()
+            .uri("/v1/models")
+            .header(http::header::HOST, "pod.example:8000")
+            .body(Body::empty());
+        let response = pools.send(first.address, named.unwrap()).await.unwrap();
+        let body = response.into_body().collect().await.unwrap();
+        assert_eq!(body.to_bytes(), "pod.example:8000", "a given Host is kept");
+    }
+
+    #[tokio::test]
+    async fn pools_without_connections_are_dropped_when_an_origin_is_added() {
+        let kept = Origin::start(Answer::KeptAlive).await;
+        let closing = Origin::start(Answer::Closing).await;
+        let pools = OriginPools::new(None);
+        for origin in [&kept, &closing] {
+            let response = pools.send(origin.address, get(origin.address)).await;
+            response.unwrap().into_body().collect().await.unwrap();
+        }
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let third = listener.local_addr().unwrap();
+        drop(listener);
+        let refused = pools.send(third, get(third)).await.unwrap_err();
+        assert!(refused.is_connect() && refused.is_refused(), "{refused}");
+
+        let mut origins: Vec<_> = pools.shared.pools.read().unwrap().keys().copied().collect();
+        origins.sort();
+        let mut expected = vec![kept.address, third];
+        expected.sort();
+        assert_eq!(origins, expected, "the closing origin's pool held nothing");
     }
 }

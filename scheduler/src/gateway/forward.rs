@@ -9,7 +9,7 @@ use axum::response::Response;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use http::{HeaderMap, Request};
-use llmd_runtime::http::{PlainClient, json_post};
+use llmd_runtime::http::{OriginPools, json_post};
 use llmd_runtime::propagation;
 use std::net::SocketAddr;
 
@@ -33,20 +33,23 @@ pub struct Upstream<'a> {
 /// `gateway.request` span); the response's status, content type and body
 /// (streamed) are passed through.
 pub async fn forward(
-    client: &PlainClient,
+    client: &OriginPools,
     upstream: &Upstream<'_>,
     incoming: &HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let request =
         upstream_request(upstream, incoming, body).map_err(|_| ApiError::Upstream("request"))?;
-    let response = client.request(request).await.map_err(|error| {
-        ApiError::Upstream(if error.is_connect() {
-            "connect"
-        } else {
-            "request"
-        })
-    })?;
+    let response = client
+        .send(upstream.target, request)
+        .await
+        .map_err(|error| {
+            ApiError::Upstream(if error.is_connect() {
+                "connect"
+            } else {
+                "request"
+            })
+        })?;
     let mut builder = Response::builder().status(response.status());
     if let Some(content_type) = response.headers().get(CONTENT_TYPE) {
         builder = builder.header(CONTENT_TYPE, content_type);
@@ -66,7 +69,7 @@ fn upstream_request(
     incoming: &HeaderMap,
     body: Bytes,
 ) -> Result<Request<Body>, http::Error> {
-    let mut request = json_post(upstream.target, upstream.route.path(), body)?;
+    let mut request = json_post(upstream.route.path(), body)?;
     let headers = request.headers_mut();
     headers.reserve(7);
     headers.insert(

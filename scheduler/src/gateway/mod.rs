@@ -20,7 +20,7 @@ use errors::ApiError;
 use forward::{REQUEST_ID_HEADER, Upstream};
 use http::{HeaderMap, StatusCode};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
-use llmd_runtime::http::{PlainClient, ServerTraceLayer};
+use llmd_runtime::http::{OriginPools, ServerTraceLayer};
 use llmd_runtime::record;
 use llmd_runtime::span::SpanMeta;
 use metrics::GatewayMetrics;
@@ -46,7 +46,7 @@ pub struct Gateway {
     /// Prompt tokenization for the prefix scorer and the decider.
     pub tokenizers: Arc<Tokenizers>,
     /// The client used for upstream requests.
-    pub client: PlainClient,
+    pub client: OriginPools,
     /// The gateway's own metrics.
     pub metrics: GatewayMetrics,
     /// Largest request body accepted, in bytes.

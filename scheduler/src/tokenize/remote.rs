@@ -5,7 +5,7 @@ use super::{Prompt, TokenizeError};
 use axum::body::Body;
 use http::Request;
 use http_body_util::{BodyExt, Limited};
-use llmd_runtime::http::{PlainClient, json_post};
+use llmd_runtime::http::{OriginPools, json_post};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -17,7 +17,7 @@ const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 /// A client of vLLM's tokenizer endpoint.
 #[derive(Clone, Debug)]
 pub struct VllmTokenizer {
-    client: PlainClient,
+    client: OriginPools,
     timeout: Duration,
 }
 
@@ -28,7 +28,7 @@ struct TokenizeResponse {
 
 impl VllmTokenizer {
     /// A tokenizer client giving up after `timeout`.
-    pub fn new(client: PlainClient, timeout: Duration) -> VllmTokenizer {
+    pub fn new(client: OriginPools, timeout: Duration) -> VllmTokenizer {
         VllmTokenizer { client, timeout }
     }
 
@@ -48,18 +48,22 @@ impl VllmTokenizer {
         };
         let request = serde_json::to_vec(&body)
             .ok()
-            .and_then(|json| json_post(pod, "/tokenize", json).ok())
+            .and_then(|json| json_post("/tokenize", json).ok())
             .ok_or(TokenizeError::Remote("request"))?;
-        let parsed = tokio::time::timeout(self.timeout, self.call(request))
+        let parsed = tokio::time::timeout(self.timeout, self.call(pod, request))
             .await
             .map_err(|_| TokenizeError::Remote("timeout"))??;
         Ok(parsed.tokens)
     }
 
-    async fn call(&self, request: Request<Body>) -> Result<TokenizeResponse, TokenizeError> {
+    async fn call(
+        &self,
+        pod: SocketAddr,
+        request: Request<Body>,
+    ) -> Result<TokenizeResponse, TokenizeError> {
         let response = self
             .client
-            .request(request)
+            .send(pod, request)
             .await
             .map_err(|_| TokenizeError::Remote("connect"))?;
         if !response.status().is_success() {
