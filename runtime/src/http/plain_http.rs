@@ -42,6 +42,6 @@ mod tests {
         assert_eq!(request.uri(), "/tokenize");
         assert_eq!(request.headers()[CONTENT_TYPE], "application/json");
         assert_eq!(request.headers().len(), 1);
-        assert!(json_post("no slash", "{}").is_err());
+        assert!(json_post("/not a path", "{}").is_err());
     }
 }
