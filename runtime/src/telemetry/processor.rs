@@ -396,32 +396,70 @@ mod tests {
     use super::*;
     use crate::testing::sampled_span;
     use opentelemetry::trace::{SpanContext, TraceState};
+    use tokio::sync::Semaphore;
 
-    /// An exporter that counts the spans it is given.
-    #[derive(Debug, Default)]
-    struct Counting {
-        spans: Arc<AtomicUsize>,
+    /// An exporter that says when each export starts, finishes one only
+    /// for each permit the test gives it, and counts the spans exported.
+    #[derive(Debug)]
+    struct Gated {
+        started: Sender<()>,
+        permits: Arc<Semaphore>,
+        exported: Arc<AtomicUsize>,
     }
 
-    impl SpanExporter for Counting {
+    impl SpanExporter for Gated {
         async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-            self.spans.fetch_add(batch.len(), Ordering::Relaxed);
+            let _ = self.started.send(());
+            let permit = self.permits.acquire().await;
+            permit
+                .map_err(|error| OTelSdkError::InternalFailure(error.to_string()))?
+                .forget();
+            self.exported.fetch_add(batch.len(), Ordering::Relaxed);
             Ok(())
         }
     }
 
-    /// A processor exporting to a [`Counting`] exporter, and its count.
-    fn counting(settings: BatchSettings) -> (BoundedBatchProcessor, Arc<AtomicUsize>) {
+    /// The test's side of a [`Gated`] exporter.
+    struct Gate {
+        started: Receiver<()>,
+        permits: Arc<Semaphore>,
+        exported: Arc<AtomicUsize>,
+    }
+
+    impl Gate {
+        /// Lets every export from now on finish.
+        fn open(&self) {
+            self.permits.add_permits(1024);
+        }
+
+        fn exported(&self) -> usize {
+            self.exported.load(Ordering::Relaxed)
+        }
+    }
+
+    /// A processor exporting to a [`Gated`] exporter, and its gate (shut).
+    fn gated(settings: BatchSettings) -> (BoundedBatchProcessor, Gate) {
+        let (started, starts) = mpsc::channel();
+        let permits = Arc::new(Semaphore::new(0));
         let exported = Arc::new(AtomicUsize::new(0));
-        let spans = exported.clone();
+        let exporter = Gated {
+            started,
+            permits: permits.clone(),
+            exported: exported.clone(),
+        };
         let processor = BoundedBatchProcessor::start(
             settings,
-            move || Ok(Counting { spans }),
+            || Ok(exporter),
             Arc::default(),
             Box::new(|_| {}),
         )
         .expect("the export thread starts");
-        (processor, exported)
+        let gate = Gate {
+            started: starts,
+            permits,
+            exported,
+        };
+        (processor, gate)
     }
 
     fn settings(max_queue_size: usize, max_export_batch_size: usize) -> BatchSettings {
@@ -436,23 +474,29 @@ mod tests {
 
     #[test]
     fn a_full_queue_drops_and_counts_spans_and_gives_back_their_places() {
-        let (processor, exported) = counting(settings(3, 512));
+        // Batches of one: the first span wakes the worker, whose export of
+        // it then waits at the gate, so the queue fills behind it.
+        let (processor, gate) = gated(settings(3, 1));
+        processor.on_end(sampled_span("llm_d.test.first"));
+        gate.started.recv().expect("the first export starts");
         for _ in 0..5 {
             processor.on_end(sampled_span("llm_d.test.queued"));
         }
         assert_eq!(processor.queued.get(), 3);
         assert_eq!(processor.counters.snapshot().dropped, 2);
 
+        gate.open();
         processor.force_flush().expect("flushed");
-        assert_eq!(exported.load(Ordering::Relaxed), 3);
+        assert_eq!(gate.exported(), 4);
         assert_eq!(processor.queued.get(), 0);
-        assert_eq!(processor.counters.snapshot().exported, 3);
+        assert_eq!(processor.counters.snapshot().exported, 4);
         processor.shutdown().expect("shut down");
     }
 
     #[test]
     fn unsampled_spans_are_neither_queued_nor_counted() {
-        let (processor, exported) = counting(settings(8, 512));
+        let (processor, gate) = gated(settings(8, 1));
+        gate.open();
         let mut span = sampled_span("llm_d.test.unsampled");
         span.span_context = SpanContext::new(
             span.span_context.trace_id(),
@@ -464,7 +508,7 @@ mod tests {
         processor.on_end(span);
         assert_eq!(processor.queued.get(), 0);
         processor.force_flush().expect("flushed");
-        assert_eq!(exported.load(Ordering::Relaxed), 0);
+        assert_eq!(gate.exported(), 0);
         assert_eq!(processor.counters.snapshot(), ExportStats::default());
         processor.shutdown().expect("shut down");
     }
