@@ -1,18 +1,23 @@
 //! Forwarding to the user's own collector: when `OTEL_EXPORTER_OTLP_ENDPOINT`
 //! (or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`) is set, every export request
-//! the embedded receiver got from the children is sent on, unchanged, to
-//! that collector, with the protocol, headers and timeout of the standard
-//! `OTEL_EXPORTER_OTLP_*` variables. The children keep exporting to the
+//! the embedded receiver got from the children is sent on to that
+//! collector by the runtime's OTLP exporter, with the protocol, headers,
+//! compression, timeout and retries of the standard `OTEL_EXPORTER_OTLP_*`
+//! variables, over one connection. A request whose encoding the collector's
+//! protocol shares (protobuf for gRPC and `http/protobuf`, JSON for
+//! `http/json`) is sent on byte for byte; only one between protobuf and
+//! JSON is decoded and encoded again. The children keep exporting to the
 //! embedded receiver only, so the stack prints its traces whatever the
-//! user's collector does; a failed forward is counted, not retried.
+//! user's collector does; a request the collector refuses after the
+//! exporter's retries is counted, and the first such failure kept.
 
-use llmd_runtime::telemetry::{ExporterSetting, OtlpSettings, Protocol, TelemetryConfig};
+use llmd_runtime::telemetry::otlp::Encoding;
+use llmd_runtime::telemetry::{ExporterSetting, OtlpExporter, OtlpSettings, TelemetryConfig};
 use llmd_runtime::testing::otlp_receiver::{OtlpReceiver, RawRequest, Transport};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use prost::Message;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
@@ -57,6 +62,7 @@ impl Destination {
 pub struct ForwardStats {
     forwarded: AtomicU64,
     failed: AtomicU64,
+    first_failure: Mutex<Option<String>>,
 }
 
 impl ForwardStats {
@@ -69,6 +75,29 @@ impl ForwardStats {
     pub fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
     }
+
+    /// Why the first failed request failed.
+    pub fn first_failure(&self) -> Option<String> {
+        self.first_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn count(&self, outcome: Result<(), String>) {
+        match outcome {
+            Ok(()) => {
+                self.forwarded.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(reason) => {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+                self.first_failure
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get_or_insert(reason);
+            }
+        }
+    }
 }
 
 /// A running forwarder; stops (after one last pass) when dropped.
@@ -80,7 +109,7 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// Starts forwarding what `receiver` gets to `destination`, on a thread
-    /// of its own.
+    /// of its own. An endpoint the exporter cannot use is an error here.
     pub fn start(
         receiver: Arc<OtlpReceiver>,
         destination: Destination,
@@ -90,27 +119,30 @@ impl Forwarder {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        // A gRPC exporter's channel is built inside the runtime that drives it.
+        let exporter = {
+            let _entered = runtime.enter();
+            OtlpExporter::new(&destination.settings).map_err(std::io::Error::other)?
+        };
         let thread = {
             let stop = stop.clone();
             let stats = stats.clone();
             std::thread::Builder::new()
                 .name("otlp-forward".to_owned())
                 .spawn(move || {
-                    let sender = Sender::new(destination.settings);
                     let mut next = 0;
                     loop {
                         let stopping = stop.load(Ordering::Relaxed);
                         let requests = receiver.requests();
                         for request in requests.get(next..).unwrap_or_default() {
-                            let sent = decode(request)
-                                .map(|export| runtime.block_on(sender.send(export)))
-                                .unwrap_or(false);
-                            let counter = if sent {
-                                &stats.forwarded
-                            } else {
-                                &stats.failed
+                            let outcome = match encoded_as(exporter.encoding(), request) {
+                                Some(body) => runtime.block_on(exporter.send_encoded(body)),
+                                None => Err(format!(
+                                    "a {:?} export request that does not decode",
+                                    request.transport
+                                )),
                             };
-                            counter.fetch_add(1, Ordering::Relaxed);
+                            stats.count(outcome);
                         }
                         next = requests.len();
                         if stopping {
@@ -148,94 +180,250 @@ impl Drop for Forwarder {
 /// receiver could not gunzip.
 pub fn decode(request: &RawRequest) -> Option<ExportTraceServiceRequest> {
     match request.transport {
-        Transport::Grpc => {
-            // One length-prefixed message: compression flag, 4-byte length.
-            let (&[flag, a, b, c, d], message) = request.body.split_first_chunk::<5>()?;
-            let length = usize::try_from(u32::from_be_bytes([a, b, c, d])).ok()?;
-            if flag != 0 || message.len() < length {
-                return None;
-            }
-            ExportTraceServiceRequest::decode(&message[..length]).ok()
-        }
+        Transport::Grpc => ExportTraceServiceRequest::decode(grpc_message(&request.body)?).ok(),
         Transport::HttpProtobuf => ExportTraceServiceRequest::decode(request.body.clone()).ok(),
         Transport::HttpJson => serde_json::from_slice(&request.body).ok(),
     }
 }
 
-/// Sends export requests to the user's collector.
-struct Sender {
-    settings: OtlpSettings,
-    http: Option<reqwest::Client>,
+/// The received `request` encoded as `encoding` says: its own bytes when
+/// it already is (a gRPC message without its frame), otherwise decoded and
+/// encoded again; `None` when it does not decode.
+pub fn encoded_as(encoding: Encoding, request: &RawRequest) -> Option<Vec<u8>> {
+    match (encoding, request.transport) {
+        (Encoding::Protobuf, Transport::Grpc) => grpc_message(&request.body).map(<[u8]>::to_vec),
+        (Encoding::Protobuf, Transport::HttpProtobuf) | (Encoding::Json, Transport::HttpJson) => {
+            Some(request.body.to_vec())
+        }
+        (Encoding::Protobuf, Transport::HttpJson) => decode(request).map(|m| m.encode_to_vec()),
+        (Encoding::Json, Transport::Grpc | Transport::HttpProtobuf) => {
+            decode(request).and_then(|export| serde_json::to_vec(&export).ok())
+        }
+    }
 }
 
-impl Sender {
-    fn new(settings: OtlpSettings) -> Sender {
-        let http = match settings.protocol {
-            Protocol::Grpc => None,
-            Protocol::HttpProtobuf | Protocol::HttpJson => crate::client::http_client().ok(),
-        };
-        Sender { settings, http }
+/// The one uncompressed message of a gRPC request body (compression flag,
+/// 4-byte length, message); `None` when the body is short or says
+/// compressed.
+fn grpc_message(body: &[u8]) -> Option<&[u8]> {
+    let (&[flag, a, b, c, d], message) = body.split_first_chunk::<5>()?;
+    let length = usize::try_from(u32::from_be_bytes([a, b, c, d])).ok()?;
+    if flag != 0 {
+        return None;
     }
-
-    async fn send(&self, export: ExportTraceServiceRequest) -> bool {
-        match self.settings.protocol {
-            Protocol::Grpc => self.send_grpc(export).await,
-            Protocol::HttpProtobuf => {
-                self.send_http("application/x-protobuf", export.encode_to_vec())
-                    .await
-            }
-            Protocol::HttpJson => match serde_json::to_vec(&export) {
-                Ok(body) => self.send_http("application/json", body).await,
-                Err(_) => false,
-            },
-        }
-    }
-
-    async fn send_grpc(&self, export: ExportTraceServiceRequest) -> bool {
-        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(self.settings.endpoint.clone())
-        else {
-            return false;
-        };
-        let endpoint = endpoint.timeout(self.settings.timeout);
-        let Ok(channel) = endpoint.connect().await else {
-            return false;
-        };
-        let mut request = tonic::Request::new(export);
-        for (name, value) in &self.settings.headers {
-            let key = tonic::metadata::MetadataKey::from_bytes(name.as_bytes());
-            if let (Ok(key), Ok(value)) = (key, value.parse()) {
-                request.metadata_mut().insert(key, value);
-            }
-        }
-        TraceServiceClient::new(channel)
-            .export(request)
-            .await
-            .is_ok()
-    }
-
-    async fn send_http(&self, content_type: &str, body: Vec<u8>) -> bool {
-        let Some(client) = &self.http else {
-            return false;
-        };
-        let mut request = client
-            .post(&self.settings.endpoint)
-            .timeout(self.settings.timeout)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .body(body);
-        for (name, value) in &self.settings.headers {
-            request = request.header(name, value);
-        }
-        request
-            .send()
-            .await
-            .is_ok_and(|response| response.status().is_success())
-    }
+    message.get(..length)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use llmd_runtime::telemetry::Protocol;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use std::time::Duration;
+
+    /// An export request with 20 spans named `span_name` under a named
+    /// service (enough for gzip to shrink it).
+    fn export_of(span_name: &str) -> ExportTraceServiceRequest {
+        let service = KeyValue {
+            key: "service.name".to_owned(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(
+                    "forwarded-service".to_owned(),
+                )),
+            }),
+            ..Default::default()
+        };
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![service],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    spans: (1..=20)
+                        .map(|n| Span {
+                            trace_id: vec![0x4b; 16],
+                            span_id: vec![n; 8],
+                            name: span_name.to_owned(),
+                            start_time_unix_nano: 1_700_000_000_000_000_000,
+                            end_time_unix_nano: 1_700_000_000_000_500_000,
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn raw(transport: Transport, body: Vec<u8>) -> RawRequest {
+        RawRequest {
+            transport,
+            wire_len: body.len(),
+            body: Bytes::from(body),
+            encoding: None,
+        }
+    }
+
+    fn grpc_frame(message: &[u8]) -> Vec<u8> {
+        let mut body = vec![0];
+        body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+        body.extend_from_slice(message);
+        body
+    }
+
+    /// The settings the standard variables give for a collector at
+    /// `endpoint` (used as it is, as a signal-specific endpoint is).
+    fn settings(protocol: &str, endpoint: String, compression: &str) -> OtlpSettings {
+        Destination::from_lookup(|name| match name {
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT" => Some(endpoint.clone()),
+            "OTEL_EXPORTER_OTLP_PROTOCOL" => Some(protocol.to_owned()),
+            "OTEL_EXPORTER_OTLP_COMPRESSION" => Some(compression.to_owned()),
+            _ => None,
+        })
+        .expect("the variables name a collector")
+        .settings
+    }
+
+    /// Sends `export` to `receiver` over `transport`, as a child would.
+    fn send_into(
+        receiver: &OtlpReceiver,
+        transport: Transport,
+        export: &ExportTraceServiceRequest,
+    ) {
+        let (protocol, endpoint, body) = match transport {
+            Transport::Grpc => ("grpc", receiver.grpc_endpoint(), export.encode_to_vec()),
+            Transport::HttpProtobuf => (
+                "http/protobuf",
+                receiver.http_traces_url(),
+                export.encode_to_vec(),
+            ),
+            Transport::HttpJson => (
+                "http/json",
+                receiver.http_traces_url(),
+                serde_json::to_vec(export).unwrap(),
+            ),
+        };
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let sender = {
+            let _entered = runtime.enter();
+            OtlpExporter::new(&settings(protocol, endpoint, "none")).unwrap()
+        };
+        runtime.block_on(sender.send_encoded(body)).unwrap();
+    }
+
+    /// Forwards `export`, received over `transport`, to `collector` with
+    /// `settings`; gives what the collector got and the counts.
+    fn forward_one(
+        transport: Transport,
+        export: &ExportTraceServiceRequest,
+        settings: OtlpSettings,
+        collector: &OtlpReceiver,
+    ) -> (RawRequest, Arc<ForwardStats>) {
+        let source = Arc::new(OtlpReceiver::start().unwrap());
+        let forwarder = Forwarder::start(source.clone(), Destination { settings }).unwrap();
+        send_into(&source, transport, export);
+        let received = collector.wait_for_requests(1, Duration::from_secs(20));
+        let stats = forwarder.stats();
+        drop(forwarder);
+        assert_eq!(received.len(), 1, "one request forwarded");
+        (received[0].clone(), stats)
+    }
+
+    #[test]
+    fn a_grpc_request_goes_on_byte_for_byte_and_gzip_compressed_when_asked() {
+        let export = export_of("grpc-to-grpc");
+        let collector = OtlpReceiver::start().unwrap();
+        let settings = settings("grpc", collector.grpc_endpoint(), "gzip");
+        let (received, stats) = forward_one(Transport::Grpc, &export, settings, &collector);
+        assert_eq!(received.transport, Transport::Grpc);
+        assert_eq!(received.encoding.as_deref(), Some("gzip"));
+        assert!(received.wire_len < received.body.len(), "{received:?}");
+        assert_eq!(&received.body[..], &grpc_frame(&export.encode_to_vec())[..]);
+        assert_eq!((stats.forwarded(), stats.failed()), (1, 0));
+        assert_eq!(collector.spans()[0].name(), "grpc-to-grpc");
+    }
+
+    #[test]
+    fn a_json_request_goes_to_an_http_protobuf_collector_as_protobuf() {
+        let export = export_of("json-to-protobuf");
+        let collector = OtlpReceiver::start().unwrap();
+        let settings = settings("http/protobuf", collector.http_traces_url(), "gzip");
+        let (received, _) = forward_one(Transport::HttpJson, &export, settings, &collector);
+        assert_eq!(received.transport, Transport::HttpProtobuf);
+        assert_eq!(received.encoding.as_deref(), Some("gzip"));
+        assert_eq!(decode(&received), Some(export));
+    }
+
+    #[test]
+    fn a_protobuf_request_goes_to_an_http_json_collector_as_json() {
+        let export = export_of("protobuf-to-json");
+        let collector = OtlpReceiver::start().unwrap();
+        let settings = settings("http/json", collector.http_traces_url(), "none");
+        let (received, _) = forward_one(Transport::HttpProtobuf, &export, settings, &collector);
+        assert_eq!(received.transport, Transport::HttpJson);
+        assert_eq!(received.encoding, None);
+        assert_eq!(decode(&received), Some(export));
+    }
+
+    #[test]
+    fn a_collector_that_refuses_connections_is_a_counted_failure_with_its_reason() {
+        let closed = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            format!("http://{}/v1/traces", listener.local_addr().unwrap())
+        };
+        let source = Arc::new(OtlpReceiver::start().unwrap());
+        let settings = settings("http/protobuf", closed, "none");
+        let forwarder = Forwarder::start(source.clone(), Destination { settings }).unwrap();
+        send_into(&source, Transport::HttpProtobuf, &export_of("refused"));
+        let stats = forwarder.stats();
+        // The exporter's retries end within a few seconds; dropping the
+        // forwarder waits for its last pass.
+        while source.requests().is_empty() {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        drop(forwarder);
+        assert_eq!((stats.forwarded(), stats.failed()), (0, 1));
+        let reason = stats.first_failure().unwrap_or_default();
+        assert!(reason.contains("cannot reach the collector"), "{reason}");
+    }
+
+    #[test]
+    fn re_encoding_is_only_for_a_protocol_of_another_encoding() {
+        let export = export_of("encodings");
+        let message = export.encode_to_vec();
+        let json = serde_json::to_vec(&export).unwrap();
+        let grpc = raw(Transport::Grpc, grpc_frame(&message));
+        let protobuf = raw(Transport::HttpProtobuf, message.clone());
+        let as_json = raw(Transport::HttpJson, json.clone());
+        assert_eq!(encoded_as(Encoding::Protobuf, &grpc), Some(message.clone()));
+        assert_eq!(
+            encoded_as(Encoding::Protobuf, &protobuf),
+            Some(message.clone())
+        );
+        assert_eq!(encoded_as(Encoding::Json, &as_json), Some(json.clone()));
+        assert_eq!(encoded_as(Encoding::Protobuf, &as_json), Some(message));
+        for from in [&grpc, &protobuf] {
+            let converted = encoded_as(Encoding::Json, from).unwrap();
+            let decoded: ExportTraceServiceRequest = serde_json::from_slice(&converted).unwrap();
+            assert_eq!(decoded, export);
+        }
+        let mut compressed = grpc_frame(b"");
+        compressed[0] = 1;
+        assert_eq!(
+            encoded_as(Encoding::Protobuf, &raw(Transport::Grpc, compressed)),
+            None
+        );
+        let not_json = raw(Transport::HttpJson, b"{".to_vec());
+        assert_eq!(encoded_as(Encoding::Protobuf, &not_json), None);
+    }
 
     #[test]
     fn the_destination_follows_the_standard_variables() {

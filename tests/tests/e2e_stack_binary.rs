@@ -22,6 +22,8 @@ fn llmd_stack(args: &[&str], env: &[(&str, String)]) -> Command {
         "OTEL_EXPORTER_OTLP_ENDPOINT",
         "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
         "OTEL_EXPORTER_OTLP_PROTOCOL",
+        "OTEL_EXPORTER_OTLP_COMPRESSION",
+        "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
         "OTEL_TRACES_SAMPLER",
         "OTEL_TRACES_SAMPLER_ARG",
     ] {
@@ -36,7 +38,10 @@ fn the_demo_exits_zero_and_forwards_every_span_to_the_users_collector() {
     let collector = OtlpReceiver::start().expect("collector");
     let output = llmd_stack(
         &[],
-        &[("OTEL_EXPORTER_OTLP_ENDPOINT", collector.grpc_endpoint())],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", collector.grpc_endpoint()),
+            ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip".to_owned()),
+        ],
     )
     .output()
     .expect("llmd-stack runs");
@@ -78,6 +83,20 @@ fn the_demo_exits_zero_and_forwards_every_span_to_the_users_collector() {
             .iter()
             .any(|s| s.name() == "gateway.request"),
         "the gateway's spans were forwarded"
+    );
+    let requests = collector.requests();
+    assert!(
+        stdout.contains(&format!(
+            "forwarded {} export requests to the collector (0 failed)",
+            requests.len()
+        )),
+        "{stdout}"
+    );
+    assert!(
+        requests
+            .iter()
+            .all(|r| r.encoding.as_deref() == Some("gzip")),
+        "forwarded with the compression the user asked for"
     );
 }
 

@@ -214,6 +214,9 @@ fn run_stack(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
             stats.forwarded(),
             stats.failed()
         )?;
+        if let Some(reason) = stats.first_failure() {
+            writeln!(out, "  the first failure: {reason}")?;
+        }
     }
     Ok(if passed {
         ExitCode::SUCCESS

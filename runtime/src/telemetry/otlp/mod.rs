@@ -106,10 +106,37 @@ impl OtlpExporter {
 
     /// How request bodies are encoded: protobuf for gRPC, the transport's
     /// choice for HTTP.
-    fn encoding(&self) -> Encoding {
+    pub fn encoding(&self) -> Encoding {
         match &self.transport {
             Transport::Grpc(_) => Encoding::Protobuf,
             Transport::Http(http) => http.encoding(),
+        }
+    }
+
+    /// Sends one `ExportTraceServiceRequest` already encoded as
+    /// [`OtlpExporter::encoding`] says (the protobuf message itself,
+    /// without gRPC framing, or OTLP/JSON), compressed as configured and
+    /// retried as a batch of spans is. For requests that were encoded
+    /// elsewhere, such as those a collector forwards. The error describes
+    /// the last failure.
+    pub async fn send_encoded(&self, encoded: Vec<u8>) -> Result<(), String> {
+        let body = match &self.transport {
+            // tonic compresses gRPC messages itself.
+            Transport::Grpc(_) => Bytes::from(encoded),
+            Transport::Http(http) => http
+                .body(encoded)
+                .map_err(|error| format!("cannot compress the request: {error}"))?,
+        };
+        let mut retries = 0;
+        loop {
+            match self.send_once(body.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(error) if error.retryable && retries < MAX_RETRIES => {
+                    tokio::time::sleep(backoff(retries, error.after)).await;
+                    retries += 1;
+                }
+                Err(error) => return Err(error.description),
+            }
         }
     }
 
@@ -147,24 +174,9 @@ impl SpanExporter for OtlpExporter {
         self.encoding().encode(&self.resource, &batch, &mut body);
         drop(batch);
         self.last_request_len.store(body.len(), Ordering::Relaxed);
-        let body = match &self.transport {
-            // tonic compresses gRPC messages itself.
-            Transport::Grpc(_) => Bytes::from(body),
-            Transport::Http(http) => http.body(body).map_err(|error| {
-                OTelSdkError::InternalFailure(format!("cannot compress the request: {error}"))
-            })?,
-        };
-        let mut retries = 0;
-        loop {
-            match self.send_once(body.clone()).await {
-                Ok(()) => return Ok(()),
-                Err(error) if error.retryable && retries < MAX_RETRIES => {
-                    tokio::time::sleep(backoff(retries, error.after)).await;
-                    retries += 1;
-                }
-                Err(error) => return Err(OTelSdkError::InternalFailure(error.description)),
-            }
-        }
+        self.send_encoded(body)
+            .await
+            .map_err(OTelSdkError::InternalFailure)
     }
 
     fn set_resource(&mut self, resource: &Resource) {
