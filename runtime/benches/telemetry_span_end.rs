@@ -124,6 +124,7 @@ fn span_end(c: &mut Criterion) {
             headers: Vec::new(),
             timeout: telemetry::DEFAULT_OTLP_TIMEOUT,
             compression: Compression::None,
+            tls: Default::default(),
         })
         .expect("exporter");
         std::mem::forget(runtime);

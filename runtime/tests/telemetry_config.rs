@@ -3,7 +3,7 @@
 
 use llmd_runtime::telemetry::{
     BatchSettings, Compression, DEFAULT_OTLP_TIMEOUT, ExporterSetting, LogFormat, LogSettings,
-    OtlpSettings, Propagators, Protocol, SamplerSetting, TelemetryConfig, Warning,
+    OtlpSettings, OtlpTls, Propagators, Protocol, SamplerSetting, TelemetryConfig, Warning,
 };
 use std::collections::HashMap;
 use std::time::Duration;
@@ -47,6 +47,7 @@ fn defaults_when_nothing_is_set() {
             headers: vec![],
             timeout: DEFAULT_OTLP_TIMEOUT,
             compression: Compression::None,
+            tls: OtlpTls::default(),
         })
     );
     assert_eq!(config.sampler, SamplerSetting::ParentBasedTraceIdRatio(0.1));

@@ -1,6 +1,7 @@
 //! `OTEL_TRACES_EXPORTER` and the `OTEL_EXPORTER_OTLP_*` settings.
 
 use super::env::{EnvReader, key_value_list};
+use super::exporter_tls::OtlpTls;
 use std::fmt;
 use std::time::Duration;
 
@@ -42,6 +43,9 @@ pub struct OtlpSettings {
     pub timeout: Duration,
     /// How request bodies are compressed.
     pub compression: Compression,
+    /// Certificates that verify an `https` collector, and the client's own
+    /// for mutual TLS.
+    pub tls: OtlpTls,
 }
 
 /// The compression of export requests, from
@@ -176,12 +180,14 @@ impl OtlpSettings {
             "none or gzip",
             Compression::parse,
         );
+        let tls = OtlpTls::read(env);
         OtlpSettings {
             protocol,
             endpoint,
             headers,
             timeout,
             compression,
+            tls,
         }
     }
 }

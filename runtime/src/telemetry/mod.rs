@@ -26,6 +26,8 @@
 //! | `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS` | `k=v,...` request headers |
 //! | `OTEL_EXPORTER_OTLP_(TRACES_)TIMEOUT` | milliseconds, `10000` |
 //! | `OTEL_EXPORTER_OTLP_(TRACES_)INSECURE` | `false`, `true`: scheme of a gRPC endpoint given without one |
+//! | `OTEL_EXPORTER_OTLP_(TRACES_)CERTIFICATE` | PEM file of the certificates that alone verify an `https` collector (the system's roots when unset) |
+//! | `OTEL_EXPORTER_OTLP_(TRACES_)CLIENT_CERTIFICATE`, `_CLIENT_KEY` | PEM files of the client's certificate chain and key, for mutual TLS |
 //! | `OTEL_EXPORTER_OTLP_(TRACES_)COMPRESSION` | `none`, `gzip` (gRPC messages, or HTTP bodies with `Content-Encoding: gzip`) |
 //! | `OTEL_TRACES_SAMPLER` | `parentbased_traceidratio`, `parentbased_always_on`, `parentbased_always_off`, `traceidratio`, `always_on`, `always_off` |
 //! | `OTEL_TRACES_SAMPLER_ARG` | ratio in [0, 1] for the ratio samplers, `0.1` |
@@ -38,6 +40,7 @@ mod config;
 mod console;
 mod env;
 mod exporter;
+mod exporter_tls;
 pub mod logging;
 pub mod otlp;
 mod pipeline;
@@ -48,6 +51,7 @@ mod warning;
 pub use config::{BatchSettings, Propagators, TelemetryConfig};
 pub use console::{ConsoleExporter, SpanLine};
 pub use exporter::{Compression, DEFAULT_OTLP_TIMEOUT, ExporterSetting, OtlpSettings, Protocol};
+pub use exporter_tls::{ClientIdentity, OtlpTls};
 pub use logging::{LogFormat, LogSettings};
 pub use otlp::OtlpExporter;
 pub use processor::ExportStats;

@@ -5,6 +5,7 @@
 //! (gRPC and HTTP) for tests of the exported spans.
 
 pub mod otlp_receiver;
+pub mod pki;
 mod span_count;
 
 use crate::state::{self, UnsampledParent};

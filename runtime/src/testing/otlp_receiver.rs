@@ -86,6 +86,8 @@ pub struct RawRequest {
 pub struct OtlpReceiver {
     grpc: SocketAddr,
     http: SocketAddr,
+    /// `https` when both servers speak TLS, else `http`.
+    scheme: &'static str,
     store: Arc<Store>,
     runtime: Option<Runtime>,
 }
@@ -108,7 +110,14 @@ struct Received {
 impl OtlpReceiver {
     /// Binds both servers on ephemeral loopback ports and starts them.
     pub fn start() -> std::io::Result<OtlpReceiver> {
-        OtlpReceiver::start_with(false)
+        OtlpReceiver::start_with(false, None)
+    }
+
+    /// A receiver whose two servers speak TLS with `tls` (e.g. from
+    /// [`crate::testing::pki::TestPki::server_config`]); its endpoints are
+    /// `https` URLs. A client that fails the handshake gets no answer.
+    pub fn start_tls(tls: Arc<rustls::ServerConfig>) -> std::io::Result<OtlpReceiver> {
+        OtlpReceiver::start_with(false, Some(tls))
     }
 
     /// A receiver that keeps neither spans nor bodies, only
@@ -117,10 +126,13 @@ impl OtlpReceiver {
     /// exports are decoded only down to their spans' framing (each span
     /// is counted, not decoded); JSON exports are decoded whole.
     pub fn start_counting() -> std::io::Result<OtlpReceiver> {
-        OtlpReceiver::start_with(true)
+        OtlpReceiver::start_with(true, None)
     }
 
-    fn start_with(counting_only: bool) -> std::io::Result<OtlpReceiver> {
+    fn start_with(
+        counting_only: bool,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> std::io::Result<OtlpReceiver> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("otlp-receiver")
@@ -148,11 +160,12 @@ impl OtlpReceiver {
         // Outermost, so that the kept body is the decompressed one.
         let http_router =
             keeping_bodies(http_router, &store).layer(middleware::from_fn(gunzip_request));
-        let grpc = serve(&runtime, grpc_router)?;
-        let http = serve(&runtime, http_router)?;
+        let grpc = serve(&runtime, grpc_router, tls.clone())?;
+        let http = serve(&runtime, http_router, tls.clone())?;
         Ok(OtlpReceiver {
             grpc,
             http,
+            scheme: if tls.is_some() { "https" } else { "http" },
             store,
             runtime: Some(runtime),
         })
@@ -160,18 +173,18 @@ impl OtlpReceiver {
 
     /// The gRPC endpoint, e.g. `http://127.0.0.1:40123`.
     pub fn grpc_endpoint(&self) -> String {
-        format!("http://{}", self.grpc)
+        format!("{}://{}", self.scheme, self.grpc)
     }
 
     /// The HTTP base endpoint (what `OTEL_EXPORTER_OTLP_ENDPOINT` takes).
     pub fn http_endpoint(&self) -> String {
-        format!("http://{}", self.http)
+        format!("{}://{}", self.scheme, self.http)
     }
 
     /// The full HTTP traces URL (what `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`
     /// takes).
     pub fn http_traces_url(&self) -> String {
-        format!("http://{}/v1/traces", self.http)
+        format!("{}://{}/v1/traces", self.scheme, self.http)
     }
 
     /// The spans received so far.
@@ -312,7 +325,11 @@ pub fn span_count_of(export: &ExportTraceServiceRequest) -> usize {
         .sum()
 }
 
-fn serve(runtime: &Runtime, router: axum::Router) -> std::io::Result<SocketAddr> {
+fn serve(
+    runtime: &Runtime,
+    router: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     listener.set_nonblocking(true)?;
     let address = listener.local_addr()?;
@@ -320,8 +337,40 @@ fn serve(runtime: &Runtime, router: axum::Router) -> std::io::Result<SocketAddr>
         let _entered = runtime.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    runtime.spawn(async move { axum::serve(listener, router).await });
+    match tls {
+        None => drop(runtime.spawn(async move { axum::serve(listener, router).await })),
+        Some(tls) => drop(runtime.spawn(serve_tls(listener, router, tls))),
+    }
     Ok(address)
+}
+
+/// Serves `router` over TLS: a handshake per connection, then HTTP/1 or
+/// HTTP/2 as ALPN chose.
+async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    tls: Arc<rustls::ServerConfig>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            // A client that refuses the certificate, or is refused, ends
+            // its connection in the handshake.
+            let Ok(stream) = acceptor.accept(tcp).await else {
+                return;
+            };
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            let _ = builder
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                .await;
+        });
+    }
 }
 
 /// `router` keeping every request body, unless the receiver only counts.
@@ -751,6 +800,7 @@ mod tests {
                 headers: Vec::new(),
                 timeout: Duration::from_secs(60),
                 compression: Compression::Gzip,
+                tls: Default::default(),
             })
             .expect("an exporter");
             let exported = runtime.block_on(exporter.export(vec![

@@ -5,13 +5,14 @@
 use super::response::ExportTraceServiceResponse;
 use super::{SendError, USER_AGENT};
 use crate::telemetry::exporter::{Compression, OtlpSettings};
+use crate::telemetry::exporter_tls::OtlpTls;
 use bytes::{Buf, BufMut, Bytes};
 use http::uri::PathAndQuery;
 use std::time::Duration;
 use tonic::Code;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::MetadataMap;
-use tonic::transport::{Channel, ClientTlsConfig, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 /// The gRPC method every batch is sent to.
 const EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
@@ -40,7 +41,7 @@ impl GrpcTransport {
             .connect_timeout(settings.timeout);
         if settings.endpoint.starts_with("https://") {
             endpoint = endpoint
-                .tls_config(ClientTlsConfig::new().with_native_roots())
+                .tls_config(tls_config(&settings.tls))
                 .map_err(invalid)?;
         }
         let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
@@ -68,6 +69,23 @@ impl GrpcTransport {
             .await
             .map(tonic::Response::into_inner)
             .map_err(status_error)
+    }
+}
+
+/// The TLS configuration of an `https` endpoint: the given certificates
+/// alone, or the system's roots, verify the collector; a client identity
+/// is presented when one is given.
+fn tls_config(tls: &OtlpTls) -> ClientTlsConfig {
+    let config = match &tls.trusted {
+        Some(pem) => ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)),
+        None => ClientTlsConfig::new().with_native_roots(),
+    };
+    match &tls.client {
+        Some(client) => config.identity(Identity::from_pem(
+            &client.certificate_chain,
+            &client.private_key,
+        )),
+        None => config,
     }
 }
 

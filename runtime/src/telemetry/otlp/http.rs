@@ -4,6 +4,7 @@
 use super::response::ExportTraceServiceResponse;
 use super::{Encoding, SendError, USER_AGENT};
 use crate::telemetry::exporter::{Compression, OtlpSettings};
+use crate::telemetry::exporter_tls::OtlpTls;
 use bytes::Bytes;
 use flate2::write::GzEncoder;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
@@ -11,6 +12,27 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use std::io::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+/// `builder` with the given certificates alone (or the system's roots)
+/// verifying an `https` collector, and the client identity, if any.
+fn with_tls(
+    builder: reqwest::ClientBuilder,
+    tls: &OtlpTls,
+) -> reqwest::Result<reqwest::ClientBuilder> {
+    let builder = match &tls.trusted {
+        Some(pem) => builder.tls_certs_only(reqwest::Certificate::from_pem_bundle(pem)?),
+        None => builder,
+    };
+    Ok(match &tls.client {
+        Some(client) => {
+            let mut identity = client.certificate_chain.clone();
+            identity.push(b'\n');
+            identity.extend_from_slice(&client.private_key);
+            builder.identity(reqwest::Identity::from_pem(&identity)?)
+        }
+        None => builder,
+    })
+}
 
 /// The client, URL and headers of every export request.
 pub(crate) struct HttpTransport {
@@ -33,11 +55,14 @@ impl HttpTransport {
         crate::http::install_crypto_provider();
         let url = reqwest::Url::parse(&settings.endpoint)
             .map_err(|error| format!("invalid OTLP endpoint {}: {error}", settings.endpoint))?;
-        let client = reqwest::Client::builder()
-            .timeout(settings.timeout)
-            .user_agent(USER_AGENT)
-            .build()
-            .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
+        let client = with_tls(
+            reqwest::Client::builder()
+                .timeout(settings.timeout)
+                .user_agent(USER_AGENT),
+            &settings.tls,
+        )
+        .and_then(reqwest::ClientBuilder::build)
+        .map_err(|error| format!("cannot build the HTTP client: {error}"))?;
         let mut headers = settings.header_map();
         headers.insert(
             CONTENT_TYPE,

@@ -299,3 +299,5 @@ fn unix_nanos(time: SystemTime) -> u64 {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;

@@ -294,6 +294,7 @@ fn every_protocol_builds_an_exporter_including_grpc_over_tls() {
             headers: vec![("authorization".to_owned(), "Bearer t".to_owned())],
             timeout: Duration::from_secs(1),
             compression: Compression::None,
+            tls: Default::default(),
         };
         let built = super::OtlpExporter::new(&settings);
         assert!(built.is_ok(), "{protocol} {endpoint}: {:?}", built.err());
@@ -311,6 +312,7 @@ fn configured_headers_become_request_headers() {
         ],
         timeout: Duration::from_secs(1),
         compression: Compression::None,
+        tls: Default::default(),
     };
     let headers = settings.header_map();
     assert_eq!(headers.len(), 2);
@@ -347,6 +349,7 @@ fn export_to(
         headers: Vec::new(),
         timeout: Duration::from_secs(60),
         compression,
+        tls: Default::default(),
     };
     let mut exporter = super::OtlpExporter::new(&settings).expect("an exporter");
     exporter.set_resource(&resource());
