@@ -109,7 +109,8 @@ pub struct Forwarder {
 
 impl Forwarder {
     /// Starts forwarding what `receiver` gets to `destination`, on a thread
-    /// of its own. An endpoint the exporter cannot use is an error here.
+    /// of its own, taking each request body from the receiver as it
+    /// forwards it. An endpoint the exporter cannot use is an error here.
     pub fn start(
         receiver: Arc<OtlpReceiver>,
         destination: Destination,
@@ -130,11 +131,9 @@ impl Forwarder {
             std::thread::Builder::new()
                 .name("otlp-forward".to_owned())
                 .spawn(move || {
-                    let mut next = 0;
                     loop {
                         let stopping = stop.load(Ordering::Relaxed);
-                        let requests = receiver.requests();
-                        for request in requests.get(next..).unwrap_or_default() {
+                        for request in &receiver.take_requests() {
                             let outcome = match encoded_as(exporter.encoding(), request) {
                                 Some(body) => runtime.block_on(exporter.send_encoded(body)),
                                 None => Err(format!(
@@ -144,7 +143,6 @@ impl Forwarder {
                             };
                             stats.count(outcome);
                         }
-                        next = requests.len();
                         if stopping {
                             break;
                         }

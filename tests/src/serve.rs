@@ -4,7 +4,7 @@
 use crate::stack::{SCHEDULE_DELAY_MS, Stack};
 use crate::trace_tree::TraceTree;
 use llmd_runtime::testing::otlp_receiver::{OtlpReceiver, ReceivedSpan};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -49,18 +49,18 @@ pub fn print_endpoints(
     )
 }
 
-/// Prints each new trace once it is complete, until `stop` is set.
+/// Prints each new trace once it is complete, until `stop` is set. Spans
+/// are taken from the receiver as they arrive and dropped once their trace
+/// is printed.
 pub fn print_traces(
     receiver: &OtlpReceiver,
     stop: &AtomicBool,
     out: &mut dyn Write,
 ) -> std::io::Result<()> {
     let mut watch = TraceWatch::default();
-    let mut seen = 0;
     while !stop.load(Ordering::Relaxed) {
-        let spans = receiver.wait_for_spans(seen + 1, TICK);
-        seen = spans.len();
-        for tree in watch.completed(&spans, Instant::now()) {
+        let arrived = receiver.take_spans(TICK);
+        for tree in watch.completed(arrived, Instant::now()) {
             writeln!(out, "\n{}", tree.render())?;
             out.flush()?;
         }
@@ -68,41 +68,69 @@ pub fn print_traces(
     Ok(())
 }
 
-/// Which traces were printed, and when each one last grew.
+/// How long a printed trace's id is remembered, so that a span of it
+/// arriving late is dropped rather than printed as a trace of its own.
+pub const REMEMBERED: Duration = Duration::from_secs(300);
+
+/// The spans of traces still growing, and the traces printed lately.
 #[derive(Debug, Default)]
 pub struct TraceWatch {
-    growing: HashMap<String, (usize, Instant)>,
-    printed: HashSet<String>,
+    growing: HashMap<String, Growing>,
+    printed: HashMap<String, Instant>,
+}
+
+/// A trace not printed yet: its spans so far, and when the last arrived.
+#[derive(Debug)]
+struct Growing {
+    spans: Vec<ReceivedSpan>,
+    last_arrival: Instant,
 }
 
 impl TraceWatch {
-    /// The traces of `spans` that are complete at `now` and were not
-    /// returned before.
-    pub fn completed(&mut self, spans: &[ReceivedSpan], now: Instant) -> Vec<TraceTree> {
-        let mut counts: HashMap<String, usize> = HashMap::new();
-        for span in spans {
-            *counts.entry(span.trace_id()).or_default() += 1;
-        }
-        let mut done = Vec::new();
-        for (trace_id, count) in counts {
-            if self.printed.contains(&trace_id) {
+    /// Adds the spans that `arrived` at `now`; gives the traces that are
+    /// complete at `now` (none of their spans arrived for [`QUIET`]), each
+    /// once, and keeps nothing of them but their id, for [`REMEMBERED`].
+    pub fn completed(&mut self, arrived: Vec<ReceivedSpan>, now: Instant) -> Vec<TraceTree> {
+        self.printed
+            .retain(|_, printed_at| now.duration_since(*printed_at) < REMEMBERED);
+        for span in arrived {
+            let trace_id = span.trace_id();
+            if self.printed.contains_key(&trace_id) {
                 continue;
             }
-            let entry = self.growing.entry(trace_id.clone()).or_insert((count, now));
-            if entry.0 != count {
-                *entry = (count, now);
-            } else if now.duration_since(entry.1) >= QUIET {
-                self.growing.remove(&trace_id);
-                self.printed.insert(trace_id.clone());
-                done.push(TraceTree::build(&trace_id, spans));
-            }
+            let growing = self.growing.entry(trace_id).or_insert_with(|| Growing {
+                spans: Vec::new(),
+                last_arrival: now,
+            });
+            growing.spans.push(span);
+            growing.last_arrival = now;
         }
+        let quiet: Vec<String> = self
+            .growing
+            .iter()
+            .filter(|(_, growing)| now.duration_since(growing.last_arrival) >= QUIET)
+            .map(|(trace_id, _)| trace_id.clone())
+            .collect();
+        let mut done: Vec<TraceTree> = quiet
+            .into_iter()
+            .filter_map(|trace_id| {
+                let growing = self.growing.remove(&trace_id)?;
+                let tree = TraceTree::build(&trace_id, &growing.spans);
+                self.printed.insert(trace_id, now);
+                Some(tree)
+            })
+            .collect();
         done.sort_by_key(|tree| {
             tree.roots
                 .first()
                 .map_or(0, |root| root.span.span.start_time_unix_nano)
         });
         done
+    }
+
+    /// How many traces are waiting to be complete.
+    pub fn growing(&self) -> usize {
+        self.growing.len()
     }
 }
 
@@ -128,14 +156,34 @@ mod tests {
     fn a_trace_is_complete_once_it_stops_growing_and_is_returned_once() {
         let mut watch = TraceWatch::default();
         let start = Instant::now();
-        let mut spans = vec![span(1, 1)];
-        assert!(watch.completed(&spans, start).is_empty());
-        spans.push(span(1, 2));
+        assert!(watch.completed(vec![span(1, 1)], start).is_empty());
         let later = start + QUIET;
-        assert!(watch.completed(&spans, later).is_empty(), "it grew");
-        let done = watch.completed(&spans, later + QUIET);
+        assert!(
+            watch.completed(vec![span(1, 2)], later).is_empty(),
+            "it grew"
+        );
+        let done = watch.completed(Vec::new(), later + QUIET);
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].len(), 2);
-        assert!(watch.completed(&spans, later + QUIET * 2).is_empty());
+        assert_eq!(watch.growing(), 0, "a printed trace's spans are dropped");
+        assert!(
+            watch
+                .completed(vec![span(1, 3)], later + QUIET * 2)
+                .is_empty(),
+            "a late span of a printed trace is not printed again"
+        );
+        assert!(watch.completed(Vec::new(), later + QUIET * 4).is_empty());
+    }
+
+    #[test]
+    fn a_printed_trace_id_is_forgotten_after_a_while() {
+        let mut watch = TraceWatch::default();
+        let start = Instant::now();
+        watch.completed(vec![span(2, 1)], start);
+        assert_eq!(watch.completed(Vec::new(), start + QUIET).len(), 1);
+        let much_later = start + QUIET + REMEMBERED;
+        assert!(watch.completed(vec![span(2, 2)], much_later).is_empty());
+        assert_eq!(watch.growing(), 1, "remembered no longer");
+        assert_eq!(watch.printed.len(), 0);
     }
 }

@@ -92,10 +92,22 @@ pub struct OtlpReceiver {
     runtime: Option<Runtime>,
 }
 
+/// What a receiver keeps of what it gets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Keep {
+    /// Every decoded span and every request body.
+    #[default]
+    Everything,
+    /// Decoded spans, not request bodies.
+    Spans,
+    /// Only the number of spans.
+    Count,
+}
+
 #[derive(Default)]
 struct Store {
-    /// Whether spans and request bodies are kept, or only counted.
-    counting_only: bool,
+    /// What is kept of each request.
+    keep: Keep,
     received: Mutex<Received>,
     changed: Condvar,
 }
@@ -110,14 +122,21 @@ struct Received {
 impl OtlpReceiver {
     /// Binds both servers on ephemeral loopback ports and starts them.
     pub fn start() -> std::io::Result<OtlpReceiver> {
-        OtlpReceiver::start_with(false, None)
+        OtlpReceiver::start_with(Keep::Everything, None)
+    }
+
+    /// A receiver that keeps the decoded spans but not the request bodies,
+    /// for a long-running consumer that takes the spans as they come
+    /// ([`OtlpReceiver::take_spans`]) so that nothing piles up.
+    pub fn start_keeping_spans() -> std::io::Result<OtlpReceiver> {
+        OtlpReceiver::start_with(Keep::Spans, None)
     }
 
     /// A receiver whose two servers speak TLS with `tls` (e.g. from
     /// [`crate::testing::pki::TestPki::server_config`]); its endpoints are
     /// `https` URLs. A client that fails the handshake gets no answer.
     pub fn start_tls(tls: Arc<rustls::ServerConfig>) -> std::io::Result<OtlpReceiver> {
-        OtlpReceiver::start_with(false, Some(tls))
+        OtlpReceiver::start_with(Keep::Everything, Some(tls))
     }
 
     /// A receiver that keeps neither spans nor bodies, only
@@ -126,11 +145,11 @@ impl OtlpReceiver {
     /// exports are decoded only down to their spans' framing (each span
     /// is counted, not decoded); JSON exports are decoded whole.
     pub fn start_counting() -> std::io::Result<OtlpReceiver> {
-        OtlpReceiver::start_with(true, None)
+        OtlpReceiver::start_with(Keep::Count, None)
     }
 
     fn start_with(
-        counting_only: bool,
+        keep: Keep,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> std::io::Result<OtlpReceiver> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -139,10 +158,10 @@ impl OtlpReceiver {
             .enable_all()
             .build()?;
         let store = Arc::new(Store {
-            counting_only,
+            keep,
             ..Store::default()
         });
-        let grpc_routes = if counting_only {
+        let grpc_routes = if keep == Keep::Count {
             let counted = store.clone();
             tonic::service::Routes::new(CountingTraceService::new(move |spans| {
                 counted.count(spans);
@@ -237,6 +256,23 @@ impl OtlpReceiver {
         self.wait_until(timeout, |received| received.requests.len() >= count)
             .requests
             .clone()
+    }
+
+    /// Waits until a span was received or `timeout` passed, then takes
+    /// every span received since the last take: the receiver keeps them no
+    /// longer ([`OtlpReceiver::span_count`] still counts them).
+    pub fn take_spans(&self, timeout: Duration) -> Vec<ReceivedSpan> {
+        std::mem::take(
+            &mut self
+                .wait_until(timeout, |received| !received.spans.is_empty())
+                .spans,
+        )
+    }
+
+    /// Takes every request body received since the last take: the
+    /// receiver keeps them no longer.
+    pub fn take_requests(&self) -> Vec<RawRequest> {
+        std::mem::take(&mut self.store.lock().requests)
     }
 
     fn wait_until(
@@ -375,10 +411,11 @@ async fn serve_tls(
 
 /// `router` keeping every request body, unless the receiver only counts.
 fn keeping_bodies(router: axum::Router, store: &Arc<Store>) -> axum::Router {
-    if store.counting_only {
-        router
-    } else {
-        router.layer(middleware::from_fn_with_state(store.clone(), keep_raw_body))
+    match store.keep {
+        Keep::Everything => {
+            router.layer(middleware::from_fn_with_state(store.clone(), keep_raw_body))
+        }
+        Keep::Spans | Keep::Count => router,
     }
 }
 
@@ -569,7 +606,7 @@ impl TraceService for GrpcTraces {
 
 async fn http_traces(State(store): State<Arc<Store>>, headers: HeaderMap, body: Bytes) -> Response {
     let transport = transport_of(&headers);
-    if store.counting_only && transport == Transport::HttpProtobuf {
+    if store.keep == Keep::Count && transport == Transport::HttpProtobuf {
         match ExportSkeleton::decode(body) {
             Ok(skeleton) => store.count(skeleton.span_count()),
             Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
@@ -585,7 +622,7 @@ async fn http_traces(State(store): State<Arc<Store>>, headers: HeaderMap, body: 
         Ok(export) => export,
         Err(error) => return (StatusCode::BAD_REQUEST, error).into_response(),
     };
-    if store.counting_only {
+    if store.keep == Keep::Count {
         store.count(span_count_of(&export));
     } else {
         store.keep_spans(transport, export);
@@ -810,6 +847,38 @@ mod tests {
             assert!(exported.is_ok(), "{protocol}: {exported:?}");
             assert_eq!(receiver.span_count(), 2 * (round + 1), "{protocol}");
         }
+        assert!(receiver.requests().is_empty());
+    }
+
+    #[test]
+    fn taken_spans_and_requests_are_not_kept_and_taken_again() {
+        let receiver = OtlpReceiver::start().expect("a receiver");
+        assert!(receiver.take_spans(Duration::ZERO).is_empty());
+        for name in ["llm_d.test.first", "llm_d.test.second"] {
+            let (status, _) = post(&receiver.http_traces_url(), "identity", export_named(name));
+            assert_eq!(status, StatusCode::OK);
+        }
+        let taken = receiver.take_spans(Duration::from_secs(10));
+        let names: Vec<&str> = taken.iter().map(ReceivedSpan::name).collect();
+        assert_eq!(names, ["llm_d.test.first", "llm_d.test.second"]);
+        assert!(receiver.spans().is_empty());
+        assert!(receiver.take_spans(Duration::ZERO).is_empty());
+        assert_eq!(receiver.span_count(), 2, "taken spans still count");
+        assert_eq!(receiver.take_requests().len(), 2);
+        assert!(receiver.take_requests().is_empty());
+        assert!(receiver.requests().is_empty());
+    }
+
+    #[test]
+    fn a_receiver_keeping_spans_keeps_no_request_body() {
+        let receiver = OtlpReceiver::start_keeping_spans().expect("a receiver");
+        let (status, _) = post(
+            &receiver.http_traces_url(),
+            "identity",
+            export_named("llm_d.test.kept"),
+        );
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(receiver.spans()[0].name(), "llm_d.test.kept");
         assert!(receiver.requests().is_empty());
     }
 }

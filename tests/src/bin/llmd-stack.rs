@@ -116,7 +116,15 @@ fn run_stack(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
     let env = |name: &str| std::env::var(name).ok();
     let mut out = std::io::stdout();
     writeln!(out, "llmd-stack: starting the local llm-d stack")?;
-    let receiver = Arc::new(OtlpReceiver::start()?);
+    let destination = Destination::from_lookup(env);
+    // Request bodies are kept only for the forwarder, which takes them;
+    // `--serve` takes the spans as it prints them, so a long session does
+    // not pile anything up.
+    let receiver = Arc::new(if cli.serve && destination.is_none() {
+        OtlpReceiver::start_keeping_spans()?
+    } else {
+        OtlpReceiver::start()?
+    });
     writeln!(
         out,
         "  · OTLP receiver (gRPC) on {}",
@@ -128,7 +136,7 @@ fn run_stack(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         "  · sampling: OTEL_TRACES_SAMPLER={} OTEL_TRACES_SAMPLER_ARG={}",
         sampling.sampler, sampling.arg
     )?;
-    let forwarder = match Destination::from_lookup(env) {
+    let forwarder = match destination {
         Some(destination) => {
             writeln!(
                 out,
