@@ -187,7 +187,7 @@ pub fn decode(request: &RawRequest) -> Option<ExportTraceServiceRequest> {
 /// The received `request` encoded as `encoding` says: its own bytes when
 /// it already is (a gRPC message without its frame), otherwise decoded and
 /// encoded again; `None` when it does not decode.
-pub fn encoded_as(encoding: Encoding, request: &RawRequest) -> Option<Vec<u8>> {
+fn encoded_as(encoding: Encoding, request: &RawRequest) -> Option<Vec<u8>> {
     match (encoding, request.transport) {
         (Encoding::Protobuf, Transport::Grpc) => grpc_message(&request.body).map(<[u8]>::to_vec),
         (Encoding::Protobuf, Transport::HttpProtobuf) | (Encoding::Json, Transport::HttpJson) => {
@@ -293,26 +293,19 @@ mod tests {
         transport: Transport,
         export: &ExportTraceServiceRequest,
     ) {
-        let (protocol, endpoint, body) = match transport {
-            Transport::Grpc => ("grpc", receiver.grpc_endpoint(), export.encode_to_vec()),
-            Transport::HttpProtobuf => (
-                "http/protobuf",
-                receiver.http_traces_url(),
-                export.encode_to_vec(),
-            ),
-            Transport::HttpJson => (
-                "http/json",
-                receiver.http_traces_url(),
-                serde_json::to_vec(export).unwrap(),
-            ),
+        let (protocol, body) = match transport {
+            Transport::Grpc => (Protocol::Grpc, export.encode_to_vec()),
+            Transport::HttpProtobuf => (Protocol::HttpProtobuf, export.encode_to_vec()),
+            Transport::HttpJson => (Protocol::HttpJson, serde_json::to_vec(export).unwrap()),
         };
+        let endpoint = receiver.traces_endpoint(protocol);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
         let sender = {
             let _entered = runtime.enter();
-            OtlpExporter::new(&settings(protocol, endpoint, "none")).unwrap()
+            OtlpExporter::new(&settings(&protocol.to_string(), endpoint, "none")).unwrap()
         };
         runtime.block_on(sender.send_encoded(body)).unwrap();
     }

@@ -127,11 +127,6 @@ impl TraceWatch {
         });
         done
     }
-
-    /// How many traces are waiting to be complete.
-    pub fn growing(&self) -> usize {
-        self.growing.len()
-    }
 }
 
 #[cfg(test)]
@@ -165,7 +160,11 @@ mod tests {
         let done = watch.completed(Vec::new(), later + QUIET);
         assert_eq!(done.len(), 1);
         assert_eq!(done[0].len(), 2);
-        assert_eq!(watch.growing(), 0, "a printed trace's spans are dropped");
+        assert_eq!(
+            watch.growing.len(),
+            0,
+            "a printed trace's spans are dropped"
+        );
         assert!(
             watch
                 .completed(vec![span(1, 3)], later + QUIET * 2)
@@ -183,7 +182,7 @@ mod tests {
         assert_eq!(watch.completed(Vec::new(), start + QUIET).len(), 1);
         let much_later = start + QUIET + REMEMBERED;
         assert!(watch.completed(vec![span(2, 2)], much_later).is_empty());
-        assert_eq!(watch.growing(), 1, "remembered no longer");
+        assert_eq!(watch.growing.len(), 1, "remembered no longer");
         assert_eq!(watch.printed.len(), 0);
     }
 }

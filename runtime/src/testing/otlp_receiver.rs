@@ -206,6 +206,17 @@ impl OtlpReceiver {
         format!("{}://{}/v1/traces", self.scheme, self.http)
     }
 
+    /// Where an exporter speaking `protocol` sends its spans: the gRPC
+    /// endpoint, or the HTTP traces URL.
+    pub fn traces_endpoint(&self, protocol: crate::telemetry::Protocol) -> String {
+        match protocol {
+            crate::telemetry::Protocol::Grpc => self.grpc_endpoint(),
+            crate::telemetry::Protocol::HttpProtobuf | crate::telemetry::Protocol::HttpJson => {
+                self.http_traces_url()
+            }
+        }
+    }
+
     /// The spans received so far.
     pub fn spans(&self) -> Vec<ReceivedSpan> {
         self.store.lock().spans.clone()
@@ -823,17 +834,13 @@ mod tests {
             .build()
             .expect("a runtime");
         let _entered = runtime.enter();
-        for (round, (protocol, endpoint)) in [
-            (Protocol::Grpc, receiver.grpc_endpoint()),
-            (Protocol::HttpProtobuf, receiver.http_traces_url()),
-            (Protocol::HttpJson, receiver.http_traces_url()),
-        ]
-        .into_iter()
-        .enumerate()
+        for (round, protocol) in [Protocol::Grpc, Protocol::HttpProtobuf, Protocol::HttpJson]
+            .into_iter()
+            .enumerate()
         {
             let exporter = OtlpExporter::new(&OtlpSettings {
                 protocol,
-                endpoint,
+                endpoint: receiver.traces_endpoint(protocol),
                 headers: Vec::new(),
                 timeout: Duration::from_secs(60),
                 compression: Compression::Gzip,

@@ -326,6 +326,26 @@ fn configured_headers_become_request_headers() {
     );
 }
 
+/// Exports `spans` under `resource` with an exporter built for
+/// `settings` in a runtime of its own; why it failed, if it did.
+pub(super) fn export_with(
+    settings: &OtlpSettings,
+    resource: &Resource,
+    spans: Vec<SpanData>,
+) -> Result<(), String> {
+    use opentelemetry_sdk::trace::SpanExporter as _;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let _entered = runtime.enter();
+    let mut exporter = super::OtlpExporter::new(settings)?;
+    exporter.set_resource(resource);
+    runtime
+        .block_on(exporter.export(spans))
+        .map_err(|error| error.to_string())
+}
+
 /// Exports [`spans`] under [`resource`] over `protocol` with `compression`
 /// to `receiver`, which must take it.
 fn export_to(
@@ -333,28 +353,16 @@ fn export_to(
     protocol: Protocol,
     compression: Compression,
 ) {
-    use opentelemetry_sdk::trace::SpanExporter as _;
-    let endpoint = match protocol {
-        Protocol::Grpc => receiver.grpc_endpoint(),
-        Protocol::HttpProtobuf | Protocol::HttpJson => receiver.http_traces_url(),
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let _entered = runtime.enter();
     let settings = OtlpSettings {
         protocol,
-        endpoint,
+        endpoint: receiver.traces_endpoint(protocol),
         headers: Vec::new(),
         timeout: Duration::from_secs(60),
         compression,
         tls: Default::default(),
     };
-    let mut exporter = super::OtlpExporter::new(&settings).expect("an exporter");
-    exporter.set_resource(&resource());
-    let exported = runtime.block_on(exporter.export(spans()));
-    assert!(exported.is_ok(), "{protocol}: {exported:?}");
+    let exported = export_with(&settings, &resource(), spans());
+    assert_eq!(exported, Ok(()), "{protocol}");
 }
 
 /// Exports [`spans`] over `protocol` with gzip compression to a test

@@ -1,12 +1,12 @@
 //! Export to collectors behind TLS: a private CA named by the settings,
 //! the system's roots refusing it, and mutual TLS, over gRPC and HTTP.
 
-use super::OtlpExporter;
+use super::tests::export_with;
 use crate::telemetry::exporter::{Compression, OtlpSettings, Protocol};
 use crate::telemetry::exporter_tls::{ClientIdentity, OtlpTls};
 use crate::testing::otlp_receiver::OtlpReceiver;
 use crate::testing::pki::TestPki;
-use opentelemetry_sdk::trace::SpanExporter as _;
+use opentelemetry_sdk::Resource;
 use std::time::Duration;
 
 /// Trust for the test CA, with the client certificate when `identity`.
@@ -23,16 +23,8 @@ fn trusting(pki: &TestPki, identity: bool) -> OtlpTls {
 /// Exports one span over `protocol` to `receiver` with `tls`; the error of
 /// the export, if it failed.
 fn export(receiver: &OtlpReceiver, protocol: Protocol, tls: OtlpTls) -> Result<(), String> {
-    let endpoint = match protocol {
-        Protocol::Grpc => receiver.grpc_endpoint(),
-        Protocol::HttpProtobuf | Protocol::HttpJson => receiver.http_traces_url(),
-    };
+    let endpoint = receiver.traces_endpoint(protocol);
     assert!(endpoint.starts_with("https://127.0.0.1:"), "{endpoint}");
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let _entered = runtime.enter();
     let settings = OtlpSettings {
         protocol,
         endpoint,
@@ -41,11 +33,11 @@ fn export(receiver: &OtlpReceiver, protocol: Protocol, tls: OtlpTls) -> Result<(
         compression: Compression::None,
         tls,
     };
-    let exporter = OtlpExporter::new(&settings)?;
-    let span = crate::testing::sampled_span("over-tls");
-    runtime
-        .block_on(exporter.export(vec![span]))
-        .map_err(|error| error.to_string())
+    export_with(
+        &settings,
+        &Resource::builder_empty().build(),
+        vec![crate::testing::sampled_span("over-tls")],
+    )
 }
 
 fn a_collector_signed_by_a_private_ca_is_reached_only_when_trusted(protocol: Protocol) {
