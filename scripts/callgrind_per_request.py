@@ -36,14 +36,17 @@ def free_port():
         return s.getsockname()[1]
 
 
-def arguments(doc, binary, n1, n2):
+def arguments(doc, binary, n1, n2, more=None):
     """The command line every such benchmark takes: `--binary` (default
-    `binary`), `--rounds`, and the two request counts `--n1` and `--n2`."""
+    `binary`), `--rounds`, and the two request counts `--n1` and `--n2`;
+    `more`, when given, adds a benchmark's own options to the parser."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--binary", default=binary)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--n1", type=int, default=n1)
     parser.add_argument("--n2", type=int, default=n2)
+    if more is not None:
+        more(parser)
     return parser.parse_args()
 
 

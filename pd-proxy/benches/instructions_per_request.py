@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Instructions the proxy executes per decode-only request, tracing off and on.
+"""Instructions the proxy executes per request, tracing off and on.
 
 Wall-clock numbers on a shared 2-core VM move by tens of percent between
 runs; instruction counts do not. This runs the release `llmd-pd-proxy`
@@ -12,6 +12,11 @@ the per-request cost with start-up and shutdown cancelled out (the
 counting is shared with the scheduler's benchmark:
 `scripts/callgrind_per_request.py`).
 
+`--path decode` (the default) sends decode-only requests, forwarded to the
+decoder as they are; `--path pd` names the same backend as the prefiller
+(`x-prefiller-host-port`), so each request runs the nixlv2 flow: a prefill
+leg, its `kv_transfer_params` read and written into the decode leg.
+
 Configurations: tracing off (`OTEL_SDK_DISABLED=true`) and tracing on at
 100 % with spans recorded and dropped (`OTEL_TRACES_EXPORTER=none`, the
 default parent-based sampler following the sampled caller). Each is run
@@ -20,7 +25,7 @@ by a few thousand instructions per request from run to run.
 
 Needs valgrind and a release build:
     cargo build --release -p llmd-pd-proxy
-    python3 pd-proxy/benches/instructions_per_request.py --rounds 3
+    python3 pd-proxy/benches/instructions_per_request.py --rounds 3 [--path pd]
 """
 
 import http.server
@@ -37,7 +42,10 @@ import callgrind_per_request as counting  # noqa: E402
 REQUEST_BODY = b'{"model":"m","prompt":"hello","max_tokens":4}'
 RESPONSE_BODY = (
     b'{"id":"c","choices":[{"text":"hi","finish_reason":"stop"}],'
-    b'"usage":{"prompt_tokens":4,"completion_tokens":1}}'
+    b'"usage":{"prompt_tokens":4,"completion_tokens":1},'
+    b'"kv_transfer_params":{"do_remote_prefill":true,"do_remote_decode":false,'
+    b'"remote_engine_id":"e","remote_block_ids":[1],"remote_host":"127.0.0.1",'
+    b'"remote_port":5600,"remote_request_id":"r"}}'
 )
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 CONFIGS = {
@@ -70,7 +78,13 @@ class Backend(http.server.BaseHTTPRequestHandler):
 
 
 def main():
-    args = counting.arguments(__doc__, "target/release/llmd-pd-proxy", 200, 800)
+    args = counting.arguments(
+        __doc__,
+        "target/release/llmd-pd-proxy",
+        200,
+        800,
+        lambda parser: parser.add_argument("--path", choices=["decode", "pd"], default="decode"),
+    )
 
     backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Backend)
     backend_port = backend.server_address[1]
@@ -83,6 +97,8 @@ def main():
         "--secure-proxy=false",
     ]
     headers = {"content-type": "application/json", "traceparent": TRACEPARENT}
+    if args.path == "pd":
+        headers["x-prefiller-host-port"] = f"127.0.0.1:{backend_port}"
     with tempfile.TemporaryDirectory() as out_dir:
 
         def count(name, requests):

@@ -12,13 +12,14 @@ use crate::config::KvConnector;
 use crate::errors::ProxyError;
 use crate::prefill::PrefillTiming;
 use crate::sse::{self, SseScanner, Usage};
-use crate::upstream::{self, Failure};
+use crate::upstream::{self, Failure, Origin};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, Method, StatusCode, header};
+use http::{HeaderMap, Method, Request, StatusCode, Uri, header};
 use http_body::Frame;
+use http_body_util::BodyExt;
 use llmd_runtime::{Context, ErrorType, Identifier, event, record, span, traced_span};
 use opentelemetry::trace::TraceContextExt;
 use std::collections::VecDeque;
@@ -34,12 +35,12 @@ const MAX_REWRITTEN_JSON: usize = 16 * 1024 * 1024;
 /// Everything the decode leg needs.
 #[derive(Debug)]
 pub struct DecodePlan {
-    /// The client.
-    pub client: reqwest::Client,
+    /// The decoder.
+    pub origin: Origin,
     /// Method of the request.
     pub method: Method,
-    /// Full URL of the decoder endpoint.
-    pub url: String,
+    /// The decoder endpoint's path and query (origin form).
+    pub uri: Uri,
     /// Headers to send (trace context is added by the leg).
     pub headers: HeaderMap,
     /// The body.
@@ -197,17 +198,14 @@ async fn pump(
     if let Some(model) = plan.model.clone() {
         record!(gen_ai.request.model = model);
     }
-    let sent = plan
-        .client
-        .request(plan.method.clone(), &plan.url)
-        .headers(upstream::outbound_headers(&plan.headers))
-        .body(plan.body.clone())
-        .send()
-        .await;
-    let response = match sent {
+    let mut request = Request::new(Body::from(plan.body.clone()));
+    *request.method_mut() = plan.method.clone();
+    *request.uri_mut() = plan.uri.clone();
+    *request.headers_mut() = upstream::outbound_headers(&plan.headers);
+    let response = match plan.origin.send(request).await {
         Ok(response) => response,
-        Err(error) => {
-            let (proxy_error, decode_error) = match upstream::classify(&error) {
+        Err(failure) => {
+            let (proxy_error, decode_error) = match failure {
                 Failure::Refused => (ProxyError::DecoderUnavailable, DecodeError::Refused),
                 _ => (ProxyError::DecoderFailed, DecodeError::Failed),
             };
@@ -318,16 +316,17 @@ struct Source {
     status: StatusCode,
     headers: HeaderMap,
     read_ahead: VecDeque<Bytes>,
-    response: reqwest::Response,
+    body: Body,
 }
 
 impl Source {
-    fn new(mut response: reqwest::Response) -> Source {
+    fn new(response: Response) -> Source {
+        let (head, body) = response.into_parts();
         Source {
-            status: response.status(),
-            headers: std::mem::take(response.headers_mut()),
+            status: head.status,
+            headers: head.headers,
             read_ahead: VecDeque::new(),
-            response,
+            body,
         }
     }
 
@@ -339,7 +338,7 @@ impl Source {
         tx: &mpsc::Sender<Result<Bytes, StreamBroken>>,
     ) -> Result<bool, DecodeError> {
         let mut seen = Vec::new();
-        while let Some(chunk) = next_chunk(&mut self.response, tx).await? {
+        while let Some(chunk) = next_chunk(&mut self.body, tx).await? {
             seen.extend_from_slice(&chunk);
             self.read_ahead.push_back(chunk);
             if is_sse && let Some(event) = first_sse_event(&seen) {
@@ -358,7 +357,7 @@ impl Source {
     ) -> Result<Option<Bytes>, DecodeError> {
         match self.read_ahead.pop_front() {
             Some(chunk) => Ok(Some(chunk)),
-            None => next_chunk(&mut self.response, tx).await,
+            None => next_chunk(&mut self.body, tx).await,
         }
     }
 }
@@ -389,17 +388,24 @@ fn finished_by_cache_threshold(answer: &[u8]) -> bool {
     })
 }
 
-/// The next chunk from the decoder; a broken stream is passed on to the
-/// client as a body error.
+/// The next chunk of the decoder's body (trailers are not forwarded); a
+/// broken stream is passed on to the client as a body error.
 async fn next_chunk(
-    response: &mut reqwest::Response,
+    body: &mut Body,
     tx: &mpsc::Sender<Result<Bytes, StreamBroken>>,
 ) -> Result<Option<Bytes>, DecodeError> {
-    match response.chunk().await {
-        Ok(chunk) => Ok(chunk),
-        Err(_) => {
-            let _ = tx.send(Err(StreamBroken)).await;
-            Err(DecodeError::Failed)
+    loop {
+        match body.frame().await {
+            None => return Ok(None),
+            Some(Ok(frame)) => {
+                if let Ok(chunk) = frame.into_data() {
+                    return Ok(Some(chunk));
+                }
+            }
+            Some(Err(_)) => {
+                let _ = tx.send(Err(StreamBroken)).await;
+                return Err(DecodeError::Failed);
+            }
         }
     }
 }

@@ -7,6 +7,7 @@ use crate::passthrough;
 use crate::request::{self, Api};
 use crate::state::Listener;
 use crate::target;
+use crate::upstream;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use llmd_runtime::{ErrorType, record, span};
@@ -18,7 +19,7 @@ pub async fn forward(listener: Listener, request: Request) -> Response {
         Ok(found) => found,
         Err(error) => return error.into_response(),
     };
-    passthrough::forward(&listener.shared.upstreams, decoder, request).await
+    passthrough::forward(decoder, request).await
 }
 
 /// `POST` to `api` (`/v1/chat/completions`, `/v1/completions` or
@@ -53,7 +54,7 @@ pub async fn pd(listener: Listener, api: Api, request: Request) -> Response {
                 llm_d.pd_proxy.disaggregation_used = false,
                 llm_d.pd_proxy.reason = "no_prefill_header",
             );
-            return passthrough::forward(&listener.shared.upstreams, decoder, request).await;
+            return passthrough::forward(decoder, request).await;
         }
         Err(error) => {
             record!(
@@ -94,10 +95,6 @@ pub async fn pd(listener: Listener, api: Api, request: Request) -> Response {
     if let Some(model) = request::model(&body) {
         record!(gen_ai.request.model = model);
     }
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or_else(|| api.path().to_owned(), |p| p.as_str().to_owned());
     // Boxed: the P/D flows' state is kilobytes that the decode-only path,
     // which shares this future, should not carry.
     Box::pin(connectors::run(PdRequest {
@@ -105,7 +102,7 @@ pub async fn pd(listener: Listener, api: Api, request: Request) -> Response {
         decoder,
         data_parallel,
         api,
-        path_and_query,
+        uri: upstream::origin_form(parts.uri),
         headers,
         body,
         target,

@@ -5,10 +5,12 @@ use crate::config::{KvConnector, RetryPolicy};
 use crate::errors::ProxyError;
 use crate::request::Api;
 use crate::target::PrefillTarget;
-use crate::upstream::{self, Failure};
+use crate::upstream::{self, Failure, Origin, Upstream};
+use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http_body_util::BodyExt;
 use llmd_runtime::{ErrorType, Identifier, event, record, traced_span};
 use std::time::{Duration, Instant};
 
@@ -18,10 +20,8 @@ const MAX_PREFILL_RESPONSE: usize = 16 * 1024 * 1024;
 /// One prefill to run.
 #[derive(Debug)]
 pub struct PrefillCall {
-    /// The client to call with.
-    pub client: reqwest::Client,
-    /// `http` or `https`.
-    pub scheme: &'static str,
+    /// How prefillers are called.
+    pub upstream: Upstream,
     /// The prefiller.
     pub target: PrefillTarget,
     /// The API (its path is the prefill path).
@@ -120,16 +120,14 @@ enum AttemptError {
 )]
 pub async fn prefill(call: PrefillCall) -> Result<Prefilled, PrefillFailure> {
     let start = Instant::now();
-    let url = format!(
-        "{}://{}{}",
-        call.scheme,
-        call.target.host_port(),
-        call.api.path()
-    );
+    let origin = call
+        .upstream
+        .origin(call.target.authority())
+        .map_err(|failure| give_up(AttemptError::Failure(failure), 0))?;
     let mut attempts = 0;
     loop {
         attempts += 1;
-        let outcome = attempt(&call, &url).await;
+        let outcome = attempt(&call, &origin).await;
         let duration_ms = start.elapsed().as_secs_f64() * 1000.0;
         let error = match outcome {
             Ok((status, headers, body)) => {
@@ -164,26 +162,28 @@ pub async fn prefill(call: PrefillCall) -> Result<Prefilled, PrefillFailure> {
     }
 }
 
-async fn attempt(call: &PrefillCall, url: &str) -> Result<(StatusCode, HeaderMap, Bytes), Failure> {
+async fn attempt(
+    call: &PrefillCall,
+    origin: &Origin,
+) -> Result<(StatusCode, HeaderMap, Bytes), Failure> {
     let send = async {
-        let mut response = call
-            .client
-            .post(url)
-            .headers(upstream::outbound_headers(&call.headers))
-            .body(call.body.clone())
-            .send()
-            .await
-            .map_err(|e| upstream::classify(&e))?;
-        let status = response.status();
-        let headers = std::mem::take(response.headers_mut());
+        let mut request = Request::new(Body::from(call.body.clone()));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = Uri::from_static(call.api.path());
+        *request.headers_mut() = upstream::outbound_headers(&call.headers);
+        let (head, mut response) = origin.send(request).await?.into_parts();
         let mut body = BytesMut::new();
-        while let Some(chunk) = response.chunk().await.map_err(|e| upstream::classify(&e))? {
+        while let Some(frame) = response.frame().await {
+            let frame = frame.map_err(|_| Failure::Broken)?;
+            let Ok(chunk) = frame.into_data() else {
+                continue;
+            };
             if body.len() + chunk.len() > MAX_PREFILL_RESPONSE {
                 return Err(Failure::Broken);
             }
             body.extend_from_slice(&chunk);
         }
-        Ok((status, headers, body.freeze()))
+        Ok((head.status, head.headers, body.freeze()))
     };
     match tokio::time::timeout(call.retry.attempt_timeout, send).await {
         Ok(outcome) => outcome,
@@ -200,7 +200,7 @@ fn retry_reason(error: &AttemptError) -> &'static str {
         AttemptError::ServerError(_) => "server_error",
         AttemptError::Failure(Failure::Timeout) => "timeout",
         AttemptError::Failure(Failure::Refused | Failure::Connect) => "connect",
-        AttemptError::Failure(Failure::Broken) => "broken",
+        AttemptError::Failure(Failure::Broken | Failure::RequestBody) => "broken",
     }
 }
 

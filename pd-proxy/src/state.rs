@@ -1,15 +1,14 @@
-//! What every request handler shares: the configuration, the upstream
-//! clients, the allowlist and the decoder ranks.
+//! What every request handler shares: the configuration, the prefillers'
+//! upstream, the allowlist and the decoder ranks.
 
 use crate::config::{Config, ConfigError, KvConnector};
 use crate::errors::ProxyError;
 use crate::server::StartError;
 use crate::target::Allowlist;
-use crate::upstream::Upstreams;
+use crate::upstream::{self, Origin, Upstream};
+use http::HeaderMap;
 use http::uri::Authority;
-use http::{HeaderMap, HeaderValue};
 use llmd_runtime::Identifier;
-use llmd_runtime::http::OriginPool;
 use std::sync::Arc;
 
 /// The header naming the data-parallel rank (`ip:port` of its listener).
@@ -18,15 +17,10 @@ pub const DATA_PARALLEL_HEADER: &str = "x-data-parallel-host-port";
 /// One local decoder rank.
 #[derive(Clone, Debug)]
 pub struct Decoder {
-    /// `scheme://host:port`, without a trailing slash.
-    pub base_url: String,
-    /// `host:port` as the `Host` header of pass-through requests.
-    pub host: HeaderValue,
+    /// Where its requests go, and their connections.
+    pub origin: Origin,
     /// `host:port`, as a span attribute.
     pub target: Identifier,
-    /// Kept-alive connections for pass-through to a plain-HTTP decoder
-    /// (none with TLS towards decoders, which goes through reqwest).
-    pub plain: Option<OriginPool>,
 }
 
 /// State shared by all listeners.
@@ -34,8 +28,8 @@ pub struct Decoder {
 pub struct Shared {
     /// The configuration.
     pub config: Config,
-    /// The upstream clients.
-    pub upstreams: Upstreams,
+    /// How prefillers are called.
+    pub prefillers: Upstream,
     /// The SSRF allowlist.
     pub allowlist: Allowlist,
     /// Decoder rank `i` at index `i`.
@@ -45,26 +39,31 @@ pub struct Shared {
 impl Shared {
     /// Builds the shared state for `config`.
     pub fn new(config: Config) -> Result<Shared, StartError> {
-        let upstreams = Upstreams::new(&config)?;
+        let prefillers = Upstream::new(config.prefiller_tls)?;
         let allowlist = Allowlist::new(config.allowed_prefill_hosts.as_deref());
+        let decoder_tls = config
+            .decoder_tls
+            .enabled
+            .then(|| upstream::tls_client(config.decoder_tls))
+            .transpose()?;
         let decoders = (0..config.data_parallel_size)
             .map(|rank| {
                 let host_port = format!("{}:{}", config.decoder_host, config.vllm_port + rank);
-                let invalid = || {
+                let authority = Authority::try_from(host_port.as_str()).map_err(|_| {
                     ConfigError::Invalid(format!("decoder address {host_port:?} is not host:port"))
-                };
-                let authority = Authority::try_from(host_port.as_str()).map_err(|_| invalid())?;
+                })?;
                 Ok(Decoder {
-                    base_url: format!("{}://{host_port}", upstreams.decoder_scheme),
-                    host: HeaderValue::from_str(authority.as_str()).map_err(|_| invalid())?,
-                    plain: (!config.decoder_tls.enabled).then(|| OriginPool::new(authority, None)),
+                    origin: match &decoder_tls {
+                        Some(client) => Origin::tls(client.clone(), &authority),
+                        None => Origin::plain(authority),
+                    },
                     target: Identifier::new(&host_port),
                 })
             })
             .collect::<Result<_, StartError>>()?;
         Ok(Shared {
             config,
-            upstreams,
+            prefillers,
             allowlist,
             decoders,
         })
@@ -144,10 +143,10 @@ mod tests {
     fn data_parallel_header_picks_the_rank_by_port() {
         let l = listener(0, 3);
         let (d, dp) = l.decoder_for(&with_header("10.0.0.5:8002")).unwrap();
-        assert_eq!((d.base_url.as_str(), dp), ("http://localhost:9003", true));
-        assert_eq!(d.host, "localhost:9003");
+        assert_eq!((d.target.as_str(), dp), ("localhost:9003", true));
+        assert!(matches!(&d.origin, Origin::Plain(_)));
         let (d, dp) = l.decoder_for(&HeaderMap::new()).unwrap();
-        assert_eq!((d.base_url.as_str(), dp), ("http://localhost:9001", false));
+        assert_eq!((d.target.as_str(), dp), ("localhost:9001", false));
         assert!(matches!(
             l.decoder_for(&with_header("10.0.0.5:8003")),
             Err(ProxyError::UnknownDataParallelRank)
@@ -156,6 +155,20 @@ mod tests {
             l.decoder_for(&with_header("nope")),
             Err(ProxyError::BadHeader { .. })
         ));
+    }
+
+    #[test]
+    fn decoders_behind_tls_are_called_over_https() {
+        let mut config = Config::defaults();
+        config.vllm_port = 9001;
+        config.decoder_tls.enabled = true;
+        let shared = Shared::new(config).unwrap();
+        assert!(
+            matches!(&shared.decoders[0].origin, Origin::Tls { base_url, .. } if base_url == "https://localhost:9001"),
+            "{:?}",
+            shared.decoders[0].origin
+        );
+        assert!(matches!(shared.prefillers, Upstream::Plain(_)));
     }
 
     #[test]
@@ -173,6 +186,6 @@ mod tests {
     fn other_ranks_serve_their_own_decoder() {
         let l = listener(2, 3);
         let (d, dp) = l.decoder_for(&with_header("10.0.0.5:8000")).unwrap();
-        assert_eq!((d.base_url.as_str(), dp), ("http://localhost:9003", false));
+        assert_eq!((d.target.as_str(), dp), ("localhost:9003", false));
     }
 }

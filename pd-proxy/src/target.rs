@@ -18,6 +18,11 @@ pub struct PrefillTarget {
 }
 
 impl PrefillTarget {
+    /// `host:port` (or `host`) to connect to, as an authority.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
     /// `host:port` (or `host`) to connect to.
     pub fn host_port(&self) -> &str {
         self.authority.as_str()

@@ -1,47 +1,150 @@
-//! The pooled HTTP clients to prefillers and decoders, and what is
-//! forwarded to them.
+//! How the proxy reaches its upstreams (prefillers and decoders), and what
+//! is forwarded to them.
+//!
+//! Plain HTTP goes through the runtime's kept-alive connection pools: one
+//! per decoder rank, one per prefiller a request names. HTTPS goes through
+//! reqwest. Either way a call is an `http::Request` in origin form and an
+//! `http::Response` whose body streams from the upstream.
 
-use crate::config::{Config, UpstreamTls};
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use crate::config::UpstreamTls;
+use axum::body::Body;
+use http::header::{self, HeaderMap, HeaderName};
+use http::uri::Authority;
+use http::{Request, Response, Uri};
+use http_body::Body as _;
+use http_body_util::BodyExt;
+use llmd_runtime::http::{OriginError, OriginPool, OriginPools};
 use llmd_runtime::propagation;
 
-/// The clients the proxy calls its upstreams with (one connection pool each).
+/// Request bodies of at most this many bytes, with a known length, are
+/// read before they are handed to reqwest (they are in the first packets
+/// anyway), so that they go with their length; longer or chunked ones are
+/// streamed.
+const SMALL_BODY: u64 = 256 * 1024;
+
+/// How the proxy reaches one kind of upstream whose origins vary per
+/// request (the prefillers).
 #[derive(Clone, Debug)]
-pub struct Upstreams {
-    /// Towards prefillers.
-    pub prefiller: reqwest::Client,
-    /// Towards the local decoder ranks.
-    pub decoder: reqwest::Client,
-    /// `http` or `https` for prefillers.
-    pub prefiller_scheme: &'static str,
-    /// `http` or `https` for the decoder.
-    pub decoder_scheme: &'static str,
+pub enum Upstream {
+    /// Plain HTTP: a pool of kept-alive connections per origin.
+    Plain(OriginPools<Authority>),
+    /// HTTPS, through this client.
+    Tls(reqwest::Client),
 }
 
-impl Upstreams {
-    /// Builds the clients for `config`.
-    pub fn new(config: &Config) -> Result<Upstreams, reqwest::Error> {
-        llmd_runtime::http::install_crypto_provider();
-        Ok(Upstreams {
-            prefiller: client(config.prefiller_tls)?,
-            decoder: client(config.decoder_tls)?,
-            prefiller_scheme: scheme(config.prefiller_tls),
-            decoder_scheme: scheme(config.decoder_tls),
+impl Upstream {
+    /// The upstream for `tls` settings.
+    pub fn new(tls: UpstreamTls) -> Result<Upstream, reqwest::Error> {
+        Ok(if tls.enabled {
+            Upstream::Tls(tls_client(tls)?)
+        } else {
+            Upstream::Plain(OriginPools::new(None))
         })
+    }
+
+    /// The origin at `authority`.
+    pub fn origin(&self, authority: &Authority) -> Result<Origin, Failure> {
+        match self {
+            Upstream::Plain(pools) => pools
+                .pool(authority)
+                .map(Origin::Plain)
+                .map_err(|error| classify_origin(&error)),
+            Upstream::Tls(client) => Ok(Origin::tls(client.clone(), authority)),
+        }
     }
 }
 
-fn scheme(tls: UpstreamTls) -> &'static str {
-    if tls.enabled { "https" } else { "http" }
-}
-
-fn client(tls: UpstreamTls) -> Result<reqwest::Client, reqwest::Error> {
+/// The client every HTTPS upstream call goes through.
+pub fn tls_client(tls: UpstreamTls) -> Result<reqwest::Client, reqwest::Error> {
+    llmd_runtime::http::install_crypto_provider();
     reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .tcp_nodelay(true)
         .no_proxy()
         .tls_danger_accept_invalid_certs(tls.insecure_skip_verify)
         .build()
+}
+
+/// One upstream origin; clones share its connections.
+#[derive(Clone, Debug)]
+pub enum Origin {
+    /// Plain HTTP, through the origin's pool of kept-alive connections.
+    Plain(OriginPool),
+    /// HTTPS, through reqwest.
+    Tls {
+        /// The client.
+        client: reqwest::Client,
+        /// `https://host:port`, which request paths are appended to.
+        base_url: String,
+    },
+}
+
+impl Origin {
+    /// A plain-HTTP origin with a connection pool of its own.
+    pub fn plain(authority: Authority) -> Origin {
+        Origin::Plain(OriginPool::new(authority, None))
+    }
+
+    /// An HTTPS origin called through `client`.
+    pub fn tls(client: reqwest::Client, authority: &Authority) -> Origin {
+        Origin::Tls {
+            client,
+            base_url: format!("https://{authority}"),
+        }
+    }
+
+    /// Sends `request` (its URI in origin form, `/path?query`; the origin's
+    /// `host:port` goes in `Host` when it names none) and returns the
+    /// response head; the body streams from the upstream.
+    pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, Failure> {
+        match self {
+            Origin::Plain(pool) => match pool.send(request).await {
+                Ok(response) => Ok(response.map(Body::new)),
+                Err(error) => Err(classify_origin(&error)),
+            },
+            // Boxed: reqwest's future is over a kilobyte, which the plain
+            // path, sharing this future, should not carry.
+            Origin::Tls { client, base_url } => Box::pin(send_tls(client, base_url, request)).await,
+        }
+    }
+}
+
+/// The HTTPS path, through reqwest.
+async fn send_tls(
+    client: &reqwest::Client,
+    base_url: &str,
+    request: Request<Body>,
+) -> Result<Response<Body>, Failure> {
+    let (parts, body) = request.into_parts();
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let builder = client
+        .request(parts.method, format!("{base_url}{path}"))
+        .headers(parts.headers);
+    let builder = match body.size_hint().exact() {
+        Some(0) => builder,
+        Some(len) if len <= SMALL_BODY => match body.collect().await {
+            Ok(collected) => builder.body(collected.to_bytes()),
+            Err(_) => return Err(Failure::RequestBody),
+        },
+        _ => builder.body(reqwest::Body::wrap_stream(body.into_data_stream())),
+    };
+    match builder.send().await {
+        Ok(response) => Ok(http::Response::<reqwest::Body>::from(response).map(Body::new)),
+        Err(error) => Err(classify(&error)),
+    }
+}
+
+/// `uri` in origin form (`/path?query`), as HTTP/1 sends it to an origin
+/// server: an absolute-form request target (or an HTTP/2 request's full
+/// URI) keeps only its path and query, `/` when it has none.
+pub fn origin_form(uri: Uri) -> Uri {
+    if uri.scheme().is_none() && uri.authority().is_none() {
+        return uri;
+    }
+    match uri.path_and_query() {
+        Some(path_and_query) => Uri::from(path_and_query.clone()),
+        None => Uri::from_static("/"),
+    }
 }
 
 /// Whether a request header is never forwarded: hop-by-hop headers, those
@@ -129,11 +232,11 @@ pub fn outbound_headers(inbound: &HeaderMap) -> HeaderMap {
 
 /// Turns the client's headers, in place, into those the decoder gets on
 /// the pass-through: as [`outbound_headers`], except that the body's
-/// `content-length` is kept (the body is forwarded as it is) and `host`
-/// is set to the decoder's (`host`).
-pub fn prepare_pass_through(headers: &mut HeaderMap, host: &HeaderValue) {
+/// `content-length` is kept (the body is forwarded as it is); `host` is
+/// removed, for the decoder's own.
+pub fn prepare_pass_through(headers: &mut HeaderMap) {
     remove_headers(headers, not_forwarded_on_pass_through);
-    headers.insert(header::HOST, host.clone());
+    headers.remove(header::HOST);
     propagation::inject_current(headers);
 }
 
@@ -154,10 +257,23 @@ pub enum Failure {
     Timeout,
     /// The connection broke during the exchange.
     Broken,
+    /// The request's own body could not be read (its client went away).
+    RequestBody,
 }
 
-/// Classifies a client error.
-pub fn classify(error: &reqwest::Error) -> Failure {
+/// Classifies a pooled connection's error.
+fn classify_origin(error: &OriginError) -> Failure {
+    if error.is_refused() {
+        Failure::Refused
+    } else if error.is_connect() {
+        Failure::Connect
+    } else {
+        Failure::Broken
+    }
+}
+
+/// Classifies a reqwest error.
+fn classify(error: &reqwest::Error) -> Failure {
     if error.is_timeout() {
         Failure::Timeout
     } else if llmd_runtime::http::is_connection_refused(error) {
@@ -201,6 +317,18 @@ mod tests {
     ];
 
     #[test]
+    fn request_targets_go_upstream_in_origin_form() {
+        let origin = |target: &str| origin_form(target.parse().unwrap()).to_string();
+        assert_eq!(origin("/v1/models?x=1"), "/v1/models?x=1");
+        assert_eq!(
+            origin("http://client.example/v1/models?x=1"),
+            "/v1/models?x=1"
+        );
+        assert_eq!(origin("https://client.example:8443"), "/");
+        assert_eq!(origin("*"), "*");
+    }
+
+    #[test]
     fn hop_by_hop_and_proxy_headers_are_dropped() {
         let inbound = headers(&[
             ("connection", "keep-alive"),
@@ -229,17 +357,16 @@ mod tests {
     }
 
     #[test]
-    fn the_pass_through_keeps_the_length_and_sets_the_decoders_host() {
+    fn the_pass_through_keeps_the_length_and_leaves_the_host_to_the_origin() {
         let mut map = headers(&NEVER_FORWARDED);
         map.insert(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        prepare_pass_through(&mut map, &HeaderValue::from_static("decoder:8200"));
-        assert_eq!(map["host"], "decoder:8200");
+        prepare_pass_through(&mut map);
         assert_eq!(map["content-length"], "42");
         assert_eq!(map["content-type"], "application/json");
-        assert_eq!(map.len(), 3, "{map:?}");
+        assert_eq!(map.len(), 2, "{map:?}");
     }
 
     #[test]

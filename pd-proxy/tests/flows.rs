@@ -161,6 +161,36 @@ async fn nixlv2_non_streaming_runs_prefill_then_decode() {
 }
 
 #[tokio::test]
+async fn pd_legs_keep_their_connections_alive_and_name_each_upstream_as_host() {
+    let prefill = Fake::start(prefiller()).await;
+    let decoder = Fake::start(decoder()).await;
+    let proxy = start_proxy(config(&decoder)).await;
+    let target = prefill.host_port();
+    for stream in [false, true, false, true] {
+        let response = post(
+            &proxy,
+            "/v1/chat/completions",
+            Some(&target),
+            &chat_body(stream),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    assert_eq!((prefill.seen().len(), decoder.seen().len()), (4, 4));
+    assert_eq!(
+        (prefill.connections(), decoder.connections()),
+        (1, 1),
+        "sequential P/D requests share one connection to each upstream"
+    );
+    assert_eq!(prefill.seen()[0].header("host"), Some(target.as_str()));
+    assert_eq!(
+        decoder.seen()[0].header("host"),
+        Some(decoder.host_port().as_str())
+    );
+}
+
+#[tokio::test]
 async fn nixlv2_streaming_passes_events_through_with_cached_tokens() {
     let prefill = Fake::start(prefiller()).await;
     let decoder = Fake::start(decoder()).await;

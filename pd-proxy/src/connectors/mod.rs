@@ -14,7 +14,7 @@ use crate::state::{Decoder, Listener};
 use crate::target::PrefillTarget;
 use axum::response::Response;
 use bytes::Bytes;
-use http::{HeaderMap, Method};
+use http::{HeaderMap, Method, Uri};
 use llmd_runtime::Identifier;
 use std::time::Instant;
 
@@ -29,8 +29,8 @@ pub struct PdRequest {
     pub data_parallel: bool,
     /// The API.
     pub api: Api,
-    /// The path and query, forwarded unchanged.
-    pub path_and_query: String,
+    /// The path and query (origin form), forwarded unchanged.
+    pub uri: Uri,
     /// The client's headers (with `x-request-id` set).
     pub headers: HeaderMap,
     /// The parsed body.
@@ -56,8 +56,7 @@ impl PdRequest {
     fn prefill_call(&self, body: &JsonObject, asynchronous: bool) -> PrefillCall {
         let shared = &self.listener.shared;
         PrefillCall {
-            client: shared.upstreams.prefiller.clone(),
-            scheme: shared.upstreams.prefiller_scheme,
+            upstream: shared.prefillers.clone(),
             target: self.target.clone(),
             api: self.api,
             headers: self.headers.clone(),
@@ -77,9 +76,9 @@ impl PdRequest {
     ) -> DecodePlan {
         let shared = &self.listener.shared;
         DecodePlan {
-            client: shared.upstreams.decoder.clone(),
+            origin: self.decoder.origin.clone(),
             method: Method::POST,
-            url: format!("{}{}", self.decoder.base_url, self.path_and_query),
+            uri: self.uri.clone(),
             headers: self.headers.clone(),
             body: Bytes::from(body.to_bytes()),
             request_id: self.request_id.clone(),

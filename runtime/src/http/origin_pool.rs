@@ -1,6 +1,7 @@
 //! Kept-alive HTTP/1 connections to one upstream origin, for a proxy's
-//! pass-through to its one local server (the pd-proxy to its decoder), and
-//! a pool per origin for a client of many (the scheduler to its pods).
+//! calls to its one local server (the pd-proxy to its decoder), and a pool
+//! per origin for a client of many (the scheduler to its pods, the
+//! pd-proxy to its prefillers).
 //!
 //! hyper's general pooled client serves any number of origins: per request
 //! it hashes the origin into its pool map, checks a connection out through
@@ -27,6 +28,7 @@ use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::connect::HttpConnector;
 use std::collections::{HashMap, VecDeque};
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -138,14 +140,19 @@ impl OriginPool {
         }
     }
 
-    /// Sends `request` (its URI in origin form, `/path?query`, and with a
-    /// `Host` header) on an idle connection or a new one, and returns the
-    /// response head; the body streams from the connection, which goes back
-    /// to the pool when the body ends.
+    /// Sends `request` (its URI in origin form, `/path?query`) on an idle
+    /// connection or a new one, naming the origin as `Host` when the request
+    /// names none, and returns the response head; the body streams from the
+    /// connection, which goes back to the pool when the body ends.
     pub async fn send(
         &self,
         mut request: Request<Body>,
     ) -> Result<Response<PooledBody>, OriginError> {
+        if let (Entry::Vacant(host), Some(origin)) =
+            (request.headers_mut().entry(HOST), &self.shared.host)
+        {
+            host.insert(origin.clone());
+        }
         loop {
             let (mut sender, reused) = match self.shared.checkout() {
                 Some(sender) => (sender, true),
@@ -167,10 +174,15 @@ impl OriginPool {
     }
 
     /// Whether nothing but the map holding it refers to this pool (no
-    /// request, response body or give-back under way) and it keeps no
-    /// idle connection.
+    /// request, response body or give-back under way) and it keeps no idle
+    /// connection that is not past the idle timeout (those it closes).
     fn is_unused(&self) -> bool {
-        Arc::strong_count(&self.shared) == 1 && self.idle_connections() == 0
+        Arc::strong_count(&self.shared) == 1 && {
+            let mut idle = self.shared.lock_idle();
+            let timeout = self.shared.idle_timeout;
+            idle.retain(|kept| kept.since.elapsed() < timeout);
+            idle.is_empty()
+        }
     }
 
     async fn connect(&self) -> Result<SendRequest<Body>, OriginError> {
@@ -196,69 +208,101 @@ impl OriginPool {
     }
 }
 
+/// What [`OriginPools`] tells origins apart by: a socket address (the
+/// scheduler's pods), or a `host:port` authority, its name resolved when a
+/// connection is opened (the prefillers a request names).
+pub trait OriginKey: Clone + Eq + Hash {
+    /// The origin as a URI authority.
+    fn authority(&self) -> Result<Authority, OriginError>;
+}
+
+impl OriginKey for SocketAddr {
+    /// Every socket address makes an authority; the conversion is checked
+    /// rather than assumed.
+    fn authority(&self) -> Result<Authority, OriginError> {
+        Authority::try_from(self.to_string()).map_err(|source| OriginError::Address {
+            address: *self,
+            source,
+        })
+    }
+}
+
+impl OriginKey for Authority {
+    fn authority(&self) -> Result<Authority, OriginError> {
+        Ok(self.clone())
+    }
+}
+
 /// Kept-alive connections to any number of plain-HTTP origins: an
-/// [`OriginPool`] per socket address, made on first use; clones share them.
-/// Pools left with no connection, idle or busy, are dropped whenever a pool
-/// is added, so origins that come and go (pods replaced) do not pile up.
+/// [`OriginPool`] per origin (by socket address or by authority, see
+/// [`OriginKey`]), made on first use; clones share them. Whenever a pool is
+/// added, pools left with no connection (busy, or idle within the idle
+/// timeout) are dropped, so origins that come and go (pods replaced,
+/// prefillers named once) do not pile up.
 #[derive(Clone, Debug)]
-pub struct OriginPools {
-    shared: Arc<PoolsShared>,
+pub struct OriginPools<K = SocketAddr> {
+    shared: Arc<PoolsShared<K>>,
 }
 
 #[derive(Debug)]
-struct PoolsShared {
-    pools: RwLock<HashMap<SocketAddr, OriginPool>>,
+struct PoolsShared<K> {
+    pools: RwLock<HashMap<K, OriginPool>>,
     connect_timeout: Option<Duration>,
+    idle_timeout: Duration,
 }
 
-impl OriginPools {
+impl<K: OriginKey> OriginPools<K> {
     /// No pools yet; connections get `TCP_NODELAY` and, when given, a
     /// connect timeout, and are closed after 90 s idle.
-    pub fn new(connect_timeout: Option<Duration>) -> OriginPools {
+    pub fn new(connect_timeout: Option<Duration>) -> OriginPools<K> {
+        OriginPools::with_idle_timeout(connect_timeout, IDLE_TIMEOUT)
+    }
+
+    fn with_idle_timeout(
+        connect_timeout: Option<Duration>,
+        idle_timeout: Duration,
+    ) -> OriginPools<K> {
         OriginPools {
             shared: Arc::new(PoolsShared {
                 pools: RwLock::default(),
                 connect_timeout,
+                idle_timeout,
             }),
         }
     }
 
-    /// Sends `request` (its URI in origin form, `/path?query`) to
-    /// `address` through that origin's pool, naming the address as `Host`
-    /// when the request names none. See [`OriginPool::send`].
+    /// Sends `request` (its URI in origin form, `/path?query`) to `origin`
+    /// through that origin's pool. See [`OriginPool::send`].
     pub async fn send(
         &self,
-        address: SocketAddr,
-        mut request: Request<Body>,
+        origin: &K,
+        request: Request<Body>,
     ) -> Result<Response<PooledBody>, OriginError> {
-        let pool = self.pool(address)?;
-        if let (Entry::Vacant(host), Some(origin)) =
-            (request.headers_mut().entry(HOST), &pool.shared.host)
-        {
-            host.insert(origin.clone());
-        }
-        pool.send(request).await
+        self.pool(origin)?.send(request).await
     }
 
-    /// The pool of `address`, added (and unused pools dropped) on first use.
-    fn pool(&self, address: SocketAddr) -> Result<OriginPool, OriginError> {
+    /// The pool of `origin`, added (and unused pools dropped) on first use.
+    pub fn pool(&self, origin: &K) -> Result<OriginPool, OriginError> {
         let pools = &self.shared.pools;
         if let Some(pool) = pools
             .read()
             .unwrap_or_else(PoisonError::into_inner)
-            .get(&address)
+            .get(origin)
         {
             return Ok(pool.clone());
         }
         let mut pools = pools.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(pool) = pools.get(&address) {
+        if let Some(pool) = pools.get(origin) {
             return Ok(pool.clone());
         }
-        let origin = Authority::try_from(address.to_string())
-            .map_err(|source| OriginError::Address { address, source })?;
+        let authority = origin.authority()?;
         pools.retain(|_, pool| !pool.is_unused());
-        let pool = OriginPool::new(origin, self.shared.connect_timeout);
-        pools.insert(address, pool.clone());
+        let pool = OriginPool::with_idle_timeout(
+            authority,
+            self.shared.connect_timeout,
+            self.shared.idle_timeout,
+        );
+        pools.insert(origin.clone(), pool.clone());
         Ok(pool)
     }
 }
@@ -626,21 +670,58 @@ mod tests {
         let unnamed = || Request::builder().uri("/v1/models").body(Body::empty());
         for _ in 0..3 {
             for origin in [&first, &second] {
-                let response = pools.send(origin.address, unnamed().unwrap()).await;
+                let response = pools.send(&origin.address, unnamed().unwrap()).await;
                 let body = response.unwrap().into_body().collect().await.unwrap();
                 assert_eq!(body.to_bytes(), origin.address.to_string());
             }
         }
         assert_eq!((first.connections(), second.connections()), (1, 1));
-        assert_eq!(pools.pool(first.address).unwrap().idle_connections(), 1);
+        assert_eq!(pools.pool(&first.address).unwrap().idle_connections(), 1);
 
         let named = Request::builder()
             .uri("/v1/models")
             .header(http::header::HOST, "pod.example:8000")
             .body(Body::empty());
-        let response = pools.send(first.address, named.unwrap()).await.unwrap();
+        let response = pools.send(&first.address, named.unwrap()).await.unwrap();
         let body = response.into_body().collect().await.unwrap();
         assert_eq!(body.to_bytes(), "pod.example:8000", "a given Host is kept");
+    }
+
+    #[tokio::test]
+    async fn origins_named_by_authority_are_resolved_and_pooled() {
+        let origin = Origin::start(Answer::Host).await;
+        let pools = OriginPools::<Authority>::new(None);
+        let named = Authority::try_from(format!("localhost:{}", origin.address.port())).unwrap();
+        for _ in 0..3 {
+            let request = Request::builder().uri("/v1/models").body(Body::empty());
+            let response = pools.send(&named, request.unwrap()).await.unwrap();
+            let body = response.into_body().collect().await.unwrap();
+            assert_eq!(body.to_bytes(), named.as_str());
+        }
+        assert_eq!(origin.connections(), 1);
+        let differently_cased = Authority::try_from(named.as_str().to_uppercase()).unwrap();
+        assert_eq!(
+            pools.pool(&differently_cased).unwrap().idle_connections(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn pools_whose_idle_connections_expired_are_dropped_when_an_origin_is_added() {
+        let first = Origin::start(Answer::KeptAlive).await;
+        let second = Origin::start(Answer::KeptAlive).await;
+        let pools = OriginPools::with_idle_timeout(None, Duration::ZERO);
+        let response = pools.send(&first.address, get(first.address)).await;
+        response.unwrap().into_body().collect().await.unwrap();
+        assert_eq!(pools.pool(&first.address).unwrap().idle_connections(), 1);
+        let response = pools.send(&second.address, get(second.address)).await;
+        response.unwrap().into_body().collect().await.unwrap();
+        let origins: Vec<_> = pools.shared.pools.read().unwrap().keys().copied().collect();
+        assert_eq!(
+            origins,
+            [second.address],
+            "the first origin's connection had expired"
+        );
     }
 
     #[tokio::test]
@@ -649,13 +730,13 @@ mod tests {
         let closing = Origin::start(Answer::Closing).await;
         let pools = OriginPools::new(None);
         for origin in [&kept, &closing] {
-            let response = pools.send(origin.address, get(origin.address)).await;
+            let response = pools.send(&origin.address, get(origin.address)).await;
             response.unwrap().into_body().collect().await.unwrap();
         }
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let third = listener.local_addr().unwrap();
         drop(listener);
-        let refused = pools.send(third, get(third)).await.unwrap_err();
+        let refused = pools.send(&third, get(third)).await.unwrap_err();
         assert!(refused.is_connect() && refused.is_refused(), "{refused}");
 
         let mut origins: Vec<_> = pools.shared.pools.read().unwrap().keys().copied().collect();

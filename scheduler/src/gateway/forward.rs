@@ -41,7 +41,7 @@ pub async fn forward(
     let request =
         upstream_request(upstream, incoming, body).map_err(|_| ApiError::Upstream("request"))?;
     let response = client
-        .send(upstream.target, request)
+        .send(&upstream.target, request)
         .await
         .map_err(|error| {
             ApiError::Upstream(if error.is_connect() {

@@ -63,7 +63,7 @@ impl VllmTokenizer {
     ) -> Result<TokenizeResponse, TokenizeError> {
         let response = self
             .client
-            .send(pod, request)
+            .send(&pod, request)
             .await
             .map_err(|_| TokenizeError::Remote("connect"))?;
         if !response.status().is_success() {
