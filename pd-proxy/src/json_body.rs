@@ -5,8 +5,15 @@
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
+use serde_json::error::Category;
 use serde_json::value::RawValue;
+use std::collections::HashMap;
 use std::fmt;
+
+/// Up to this many members, duplicate keys are found by comparing every
+/// pair (cheaper than hashing for the handful of members a request has);
+/// beyond, through a map, so that the time stays linear in the members.
+const PAIRWISE_DUPLICATES: usize = 16;
 
 /// An ordered JSON object whose member values are raw JSON text.
 #[derive(Clone, Debug, Default)]
@@ -26,14 +33,15 @@ pub enum ParseError {
 }
 
 impl JsonObject {
-    /// Parses `bytes` as a JSON object.
+    /// Parses `bytes` as a JSON object, in one pass. A key given more than
+    /// once keeps its first place and its last value.
     pub fn parse(bytes: &[u8]) -> Result<JsonObject, ParseError> {
-        let raw: &RawValue =
-            serde_json::from_slice(bytes).map_err(|e| ParseError::Syntax(e.to_string()))?;
-        if !raw.get().starts_with('{') {
-            return Err(ParseError::NotAnObject);
-        }
-        serde_json::from_str(raw.get()).map_err(|e| ParseError::Syntax(e.to_string()))
+        serde_json::from_slice(bytes).map_err(|error| match error.classify() {
+            // Members are raw values and keys strings, so the only type
+            // error is a document that is not an object.
+            Category::Data => ParseError::NotAnObject,
+            _ => ParseError::Syntax(error.to_string()),
+        })
     }
 
     /// The raw value of member `key`.
@@ -121,16 +129,56 @@ impl<'de> Deserialize<'de> for JsonObject {
             }
 
             fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<JsonObject, A::Error> {
-                let mut object = JsonObject::default();
-                while let Some((key, value)) = access.next_entry::<String, Box<RawValue>>()? {
-                    object.set_raw(&key, value);
+                let mut members = Vec::with_capacity(access.size_hint().unwrap_or(0));
+                while let Some(member) = access.next_entry::<String, Box<RawValue>>()? {
+                    members.push(member);
                 }
-                Ok(object)
+                merge_duplicates(&mut members);
+                Ok(JsonObject { members })
             }
         }
 
         deserializer.deserialize_map(Members)
     }
+}
+
+/// Merges members whose key was given before into that first member,
+/// which takes their value (the last one given wins, as in Python's `json`
+/// and vLLM); linear in the members.
+fn merge_duplicates(members: &mut Vec<(String, Box<RawValue>)>) {
+    let mut merges = Vec::new();
+    if members.len() <= PAIRWISE_DUPLICATES {
+        for later in 1..members.len() {
+            if let Some(first) = members[..later]
+                .iter()
+                .position(|(k, _)| *k == members[later].0)
+            {
+                merges.push((first, later));
+            }
+        }
+    } else {
+        let mut first_of: HashMap<&str, usize> = HashMap::with_capacity(members.len());
+        for (index, (key, _)) in members.iter().enumerate() {
+            let first = *first_of.entry(key).or_insert(index);
+            if first != index {
+                merges.push((first, index));
+            }
+        }
+    }
+    if merges.is_empty() {
+        return;
+    }
+    for &(first, later) in &merges {
+        let (head, tail) = members.split_at_mut(later);
+        std::mem::swap(&mut head[first].1, &mut tail[0].1);
+    }
+    let mut merged = merges.iter().map(|&(_, later)| later).peekable();
+    let mut index = 0;
+    members.retain(|_| {
+        let keep = merged.next_if_eq(&index).is_none();
+        index += 1;
+        keep
+    });
 }
 
 #[cfg(test)]
@@ -188,5 +236,36 @@ mod tests {
     fn duplicate_keys_keep_the_last_value_once() {
         let object = JsonObject::parse(br#"{"a":1,"a":2}"#).unwrap();
         assert_eq!(String::from_utf8(object.to_bytes()).unwrap(), r#"{"a":2}"#);
+        let object = JsonObject::parse(br#"{"a":1,"b":2,"a":3,"c":4,"b":5,"a":6}"#).unwrap();
+        assert_eq!(
+            String::from_utf8(object.to_bytes()).unwrap(),
+            r#"{"a":6,"b":5,"c":4}"#
+        );
+    }
+
+    #[test]
+    fn many_members_merge_duplicates_in_first_place_with_the_last_value() {
+        let members: Vec<String> = (0..5_000)
+            .map(|i| format!("\"k{}\":{i}", i % 1_000))
+            .collect();
+        let input = format!("{{{}}}", members.join(","));
+        let object = JsonObject::parse(input.as_bytes()).unwrap();
+        assert_eq!(object.members.len(), 1_000);
+        for (index, (key, value)) in object.members.iter().enumerate() {
+            assert_eq!(*key, format!("k{index}"));
+            assert_eq!(value.get(), (4_000 + index).to_string());
+        }
+    }
+
+    #[test]
+    fn a_broken_document_that_is_not_an_object_is_not_an_object() {
+        assert!(matches!(
+            JsonObject::parse(b"[1,"),
+            Err(ParseError::NotAnObject)
+        ));
+        assert!(matches!(
+            JsonObject::parse(b"nul"),
+            Err(ParseError::Syntax(_))
+        ));
     }
 }

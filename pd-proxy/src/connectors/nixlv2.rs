@@ -8,9 +8,17 @@ use crate::errors::ProxyError;
 use crate::json_body::JsonObject;
 use crate::prefill::prefill;
 use axum::response::{IntoResponse, Response};
+use serde_json::value::RawValue;
 
 /// The member both legs' `kv_transfer_params` go in.
 const KV_TRANSFER_PARAMS: &str = "kv_transfer_params";
+
+/// The prefill leg's `kv_transfer_params`: a remote decode asked for, no
+/// remote prefill (as llm-d's sidecar sends them).
+const PREFILL_KV_TRANSFER_PARAMS: &str = concat!(
+    r#"{"do_remote_decode":true,"do_remote_prefill":false,"remote_engine_id":null,"#,
+    r#""remote_block_ids":null,"remote_host":null,"remote_port":null}"#
+);
 
 /// Runs the nixlv2 flow.
 pub async fn run(request: PdRequest) -> Response {
@@ -38,17 +46,9 @@ pub async fn run(request: PdRequest) -> Response {
 /// The prefill request: remote decode asked for, no stream, one token.
 fn prefill_body(request: &PdRequest) -> JsonObject {
     let mut body = request.body.clone();
-    body.set(
-        KV_TRANSFER_PARAMS,
-        &serde_json::json!({
-            "do_remote_decode": true,
-            "do_remote_prefill": false,
-            "remote_engine_id": null,
-            "remote_block_ids": null,
-            "remote_host": null,
-            "remote_port": null,
-        }),
-    );
+    if let Ok(params) = RawValue::from_string(PREFILL_KV_TRANSFER_PARAMS.to_owned()) {
+        body.set_raw(KV_TRANSFER_PARAMS, params);
+    }
     body.set("stream", &false);
     body.remove("stream_options");
     limit_tokens_to_one(&mut body, request.api);
