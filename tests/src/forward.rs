@@ -10,19 +10,31 @@
 //! embedded receiver only, so the stack prints its traces whatever the
 //! user's collector does; a request the collector refuses after the
 //! exporter's retries is counted, and the first such failure kept.
+//!
+//! A slow or black-holed collector costs bounded memory and a bounded
+//! stop: requests are taken from the receiver as they arrive, whatever the
+//! send under way, and held up to [`MAX_BACKLOG_BYTES`] (beyond, the oldest
+//! are dropped and counted); at stop, what is still held gets the
+//! exporter's timeout once to go, and the rest is counted as dropped.
 
 use llmd_runtime::telemetry::otlp::Encoding;
 use llmd_runtime::telemetry::{ExporterSetting, OtlpExporter, OtlpSettings, TelemetryConfig};
 use llmd_runtime::testing::otlp_receiver::{OtlpReceiver, RawRequest, Transport};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
+use tokio::sync::{Notify, watch};
 
 /// How often new requests are looked for.
 const POLL_PERIOD: Duration = Duration::from_millis(200);
+
+/// The most request bytes held for a collector that is not keeping up.
+pub const MAX_BACKLOG_BYTES: usize = 32 * 1024 * 1024;
 
 /// The user's collector, from the standard variables.
 #[derive(Clone, Debug, PartialEq)]
@@ -62,6 +74,7 @@ impl Destination {
 pub struct ForwardStats {
     forwarded: AtomicU64,
     failed: AtomicU64,
+    dropped: AtomicU64,
     first_failure: Mutex<Option<String>>,
 }
 
@@ -76,7 +89,13 @@ impl ForwardStats {
         self.failed.load(Ordering::Relaxed)
     }
 
-    /// Why the first failed request failed.
+    /// Requests never sent: dropped from a full backlog, or still held
+    /// when the forwarder stopped.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Why the first failed or dropped request was.
     pub fn first_failure(&self) -> Option<String> {
         self.first_failure
             .lock()
@@ -91,31 +110,110 @@ impl ForwardStats {
             }
             Err(reason) => {
                 self.failed.fetch_add(1, Ordering::Relaxed);
-                self.first_failure
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get_or_insert(reason);
+                self.keep_reason(|| reason);
             }
         }
     }
+
+    fn count_dropped(&self, requests: usize, reason: impl FnOnce() -> String) {
+        if requests > 0 {
+            self.dropped.fetch_add(requests as u64, Ordering::Relaxed);
+            self.keep_reason(reason);
+        }
+    }
+
+    fn keep_reason(&self, reason: impl FnOnce() -> String) {
+        self.first_failure
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(reason);
+    }
 }
 
-/// A running forwarder; stops (after one last pass) when dropped.
+/// How much a forwarder holds and how long its stop may take.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// The most request bytes held while the collector is not keeping up.
+    pub backlog_bytes: usize,
+    /// How long requests still held at stop may take to go.
+    pub drain: Duration,
+}
+
+/// Received requests waiting to be sent, oldest first, within a byte limit.
+#[derive(Debug)]
+struct Backlog {
+    requests: VecDeque<RawRequest>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Backlog {
+    fn new(limit: usize) -> Backlog {
+        Backlog {
+            requests: VecDeque::new(),
+            bytes: 0,
+            limit,
+        }
+    }
+
+    /// Holds `request`, dropping the oldest held ones (counted in `stats`)
+    /// while the bytes held exceed the limit; a request larger than the
+    /// whole limit is held alone.
+    fn push(&mut self, request: RawRequest, stats: &ForwardStats) {
+        self.bytes += request.body.len();
+        self.requests.push_back(request);
+        let mut dropped = 0;
+        while self.bytes > self.limit && self.requests.len() > 1 {
+            if let Some(oldest) = self.requests.pop_front() {
+                self.bytes -= oldest.body.len();
+                dropped += 1;
+            }
+        }
+        let limit = self.limit;
+        stats.count_dropped(dropped, || {
+            format!("the collector is not keeping up: requests beyond {limit} bytes waiting were dropped")
+        });
+    }
+
+    fn pop(&mut self) -> Option<RawRequest> {
+        let request = self.requests.pop_front()?;
+        self.bytes -= request.body.len();
+        Some(request)
+    }
+}
+
+/// A running forwarder; stops (after one last pass, within its drain
+/// time) when dropped.
 pub struct Forwarder {
-    stop: Arc<AtomicBool>,
+    stop: watch::Sender<bool>,
     stats: Arc<ForwardStats>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Forwarder {
     /// Starts forwarding what `receiver` gets to `destination`, on a thread
-    /// of its own, taking each request body from the receiver as it
-    /// forwards it. An endpoint the exporter cannot use is an error here.
+    /// of its own, taking request bodies from the receiver as they arrive;
+    /// holds at most [`MAX_BACKLOG_BYTES`], and gives what is held at stop
+    /// the exporter's timeout to go. An endpoint the exporter cannot use is
+    /// an error here.
     pub fn start(
         receiver: Arc<OtlpReceiver>,
         destination: Destination,
     ) -> std::io::Result<Forwarder> {
-        let stop = Arc::new(AtomicBool::new(false));
+        let limits = Limits {
+            backlog_bytes: MAX_BACKLOG_BYTES,
+            drain: destination.settings.timeout,
+        };
+        Forwarder::start_with(receiver, destination, limits)
+    }
+
+    /// [`Forwarder::start`] with other limits.
+    pub fn start_with(
+        receiver: Arc<OtlpReceiver>,
+        destination: Destination,
+        limits: Limits,
+    ) -> std::io::Result<Forwarder> {
+        let (stop, stopped) = watch::channel(false);
         let stats = Arc::new(ForwardStats::default());
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -126,28 +224,11 @@ impl Forwarder {
             OtlpExporter::new(&destination.settings).map_err(std::io::Error::other)?
         };
         let thread = {
-            let stop = stop.clone();
             let stats = stats.clone();
             std::thread::Builder::new()
                 .name("otlp-forward".to_owned())
                 .spawn(move || {
-                    loop {
-                        let stopping = stop.load(Ordering::Relaxed);
-                        for request in &receiver.take_requests() {
-                            let outcome = match encoded_as(exporter.encoding(), request) {
-                                Some(body) => runtime.block_on(exporter.send_encoded(body)),
-                                None => Err(format!(
-                                    "a {:?} export request that does not decode",
-                                    request.transport
-                                )),
-                            };
-                            stats.count(outcome);
-                        }
-                        if stopping {
-                            break;
-                        }
-                        std::thread::park_timeout(POLL_PERIOD);
-                    }
+                    runtime.block_on(forward(&receiver, &exporter, &stats, stopped, limits));
                 })?
         };
         Ok(Forwarder {
@@ -165,12 +246,79 @@ impl Forwarder {
 
 impl Drop for Forwarder {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.stop.send(true);
         if let Some(thread) = self.thread.take() {
-            thread.thread().unpark();
             let _ = thread.join();
         }
     }
+}
+
+/// Takes requests from `receiver` every [`POLL_PERIOD`] into a backlog
+/// while another part of the same task sends them one at a time, until
+/// `stop` says so; then takes one last time and sends what is held for at
+/// most `limits.drain`, counting the rest as dropped.
+async fn forward(
+    receiver: &OtlpReceiver,
+    exporter: &OtlpExporter,
+    stats: &ForwardStats,
+    mut stop: watch::Receiver<bool>,
+    limits: Limits,
+) {
+    let backlog = RefCell::new(Backlog::new(limits.backlog_bytes));
+    let arrived = Notify::new();
+    let last_taken = Cell::new(false);
+    let in_flight = Cell::new(false);
+    let taking = async {
+        loop {
+            // A forwarder gone without saying stop also means stop.
+            let stopping = *stop.borrow_and_update() || stop.has_changed().is_err();
+            for request in receiver.take_requests() {
+                backlog.borrow_mut().push(request, stats);
+            }
+            last_taken.set(stopping);
+            arrived.notify_one();
+            if stopping {
+                return;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(POLL_PERIOD) => {}
+                _ = stop.changed() => {}
+            }
+        }
+    };
+    let sending = async {
+        loop {
+            let next = backlog.borrow_mut().pop();
+            match next {
+                Some(request) => {
+                    in_flight.set(true);
+                    let outcome = match encoded_as(exporter.encoding(), &request) {
+                        Some(body) => exporter.send_encoded(body).await,
+                        None => Err(format!(
+                            "a {:?} export request that does not decode",
+                            request.transport
+                        )),
+                    };
+                    in_flight.set(false);
+                    stats.count(outcome);
+                }
+                None if last_taken.get() => return,
+                None => arrived.notified().await,
+            }
+        }
+    };
+    let draining = async {
+        taking.await;
+        tokio::time::sleep(limits.drain).await;
+    };
+    tokio::select! {
+        () = sending => {}
+        () = draining => {}
+    }
+    let left = backlog.borrow().requests.len() + usize::from(in_flight.get());
+    stats.count_dropped(left, || {
+        "the stack stopped before the collector took every request".to_owned()
+    });
 }
 
 /// The export request in a raw request body (kept decompressed by the
@@ -384,6 +532,58 @@ mod tests {
         assert_eq!((stats.forwarded(), stats.failed()), (0, 1));
         let reason = stats.first_failure().unwrap_or_default();
         assert!(reason.contains("cannot reach the collector"), "{reason}");
+    }
+
+    #[test]
+    fn a_collector_that_never_answers_holds_a_bounded_backlog_and_stops_at_once() {
+        let black_hole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}/v1/traces", black_hole.local_addr().unwrap());
+        let mut settings = settings("http/protobuf", endpoint, "none");
+        settings.timeout = Duration::from_secs(600);
+        let export = export_of("black-holed");
+        let size = export.encode_to_vec().len();
+        let limits = Limits {
+            backlog_bytes: size * 5 / 2,
+            drain: Duration::ZERO,
+        };
+        let source = Arc::new(OtlpReceiver::start().unwrap());
+        let forwarder =
+            Forwarder::start_with(source.clone(), Destination { settings }, limits).unwrap();
+        for _ in 0..6 {
+            send_into(&source, Transport::HttpProtobuf, &export);
+        }
+        let stats = forwarder.stats();
+        // One request is in flight for good and two fit in the backlog:
+        // the others are dropped as they are taken from the receiver.
+        while stats.dropped() < 3 {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(source.requests().is_empty(), "taken while a send hangs");
+        drop(forwarder);
+        assert_eq!(
+            (stats.forwarded(), stats.failed(), stats.dropped()),
+            (0, 0, 6)
+        );
+        let reason = stats.first_failure().unwrap_or_default();
+        assert!(reason.contains("not keeping up"), "{reason}");
+    }
+
+    #[test]
+    fn the_backlog_drops_its_oldest_requests_beyond_its_bytes() {
+        let stats = ForwardStats::default();
+        let mut backlog = Backlog::new(10);
+        for (n, len) in [(1, 4), (2, 4), (3, 4), (4, 20), (5, 3)] {
+            backlog.push(raw(Transport::HttpJson, vec![n; len]), &stats);
+        }
+        assert_eq!(
+            stats.dropped(),
+            4,
+            "one before the large request, two for it, then it"
+        );
+        assert_eq!(backlog.bytes, 3);
+        assert_eq!(backlog.pop().map(|r| r.body[0]), Some(5));
+        assert!(backlog.pop().is_none());
+        assert_eq!(backlog.bytes, 0);
     }
 
     #[test]

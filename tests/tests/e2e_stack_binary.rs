@@ -87,7 +87,7 @@ fn the_demo_exits_zero_and_forwards_every_span_to_the_users_collector() {
     let requests = collector.requests();
     assert!(
         stdout.contains(&format!(
-            "forwarded {} export requests to the collector (0 failed)",
+            "forwarded {} export requests to the collector (0 failed, 0 dropped)",
             requests.len()
         )),
         "{stdout}"

@@ -218,9 +218,10 @@ fn run_stack(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         drop(forwarder);
         writeln!(
             out,
-            "forwarded {} export requests to the collector ({} failed)",
+            "forwarded {} export requests to the collector ({} failed, {} dropped)",
             stats.forwarded(),
-            stats.failed()
+            stats.failed(),
+            stats.dropped()
         )?;
         if let Some(reason) = stats.first_failure() {
             writeln!(out, "  the first failure: {reason}")?;
