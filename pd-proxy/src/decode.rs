@@ -268,7 +268,7 @@ async fn pump(
         let body = collect(&mut response, &body_tx, &mut stream).await?;
         let (rewritten, usage) = sse::scan_json(&body, cached_tokens);
         stream.usage = usage;
-        stream.send(rewritten.map_or(body, Bytes::from)).await?;
+        stream.send(rewritten.unwrap_or(body)).await?;
     } else {
         while let Some(chunk) = response.next(&body_tx).await? {
             stream.mark_first_token();

@@ -1,12 +1,18 @@
 //! A JSON object kept as its members' raw text, in their order: the proxy
 //! changes only the members it must, and every other byte of a member's
 //! value is forwarded exactly as the client sent it.
+//!
+//! Members are slices of the body they were parsed from (`Bytes` sharing
+//! its buffer), so parsing allocates only the member list, and copying an
+//! object (one per leg of a P/D request) copies no member text however
+//! large the prompt.
 
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::ser::{SerializeMap, Serializer};
-use serde::{Deserialize, Serialize};
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::Serialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::error::Category;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 
@@ -15,10 +21,35 @@ use std::fmt;
 /// beyond, through a map, so that the time stays linear in the members.
 const PAIRWISE_DUPLICATES: usize = 16;
 
+/// The text of one JSON value, valid by construction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawJson(Bytes);
+
+impl RawJson {
+    /// `text` if it is exactly one JSON value.
+    pub fn new(text: Bytes) -> Option<RawJson> {
+        serde_json::from_slice::<de::IgnoredAny>(&text).ok()?;
+        Some(RawJson(text))
+    }
+
+    /// The JSON form of `value`; `None` if it cannot be serialized.
+    fn of<T: Serialize + ?Sized>(value: &T) -> Option<RawJson> {
+        serde_json::to_vec(value)
+            .ok()
+            .map(|text| RawJson(Bytes::from(text)))
+    }
+
+    /// The text.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// An ordered JSON object whose member values are raw JSON text.
 #[derive(Clone, Debug, Default)]
 pub struct JsonObject {
-    members: Vec<(String, Box<RawValue>)>,
+    /// Each key (unescaped, UTF-8) and its value's text.
+    members: Vec<(Bytes, RawJson)>,
 }
 
 /// Why bytes are not a JSON object.
@@ -33,23 +64,29 @@ pub enum ParseError {
 }
 
 impl JsonObject {
-    /// Parses `bytes` as a JSON object, in one pass. A key given more than
-    /// once keeps its first place and its last value.
-    pub fn parse(bytes: &[u8]) -> Result<JsonObject, ParseError> {
-        serde_json::from_slice(bytes).map_err(|error| match error.classify() {
-            // Members are raw values and keys strings, so the only type
-            // error is a document that is not an object.
-            Category::Data => ParseError::NotAnObject,
-            _ => ParseError::Syntax(error.to_string()),
-        })
+    /// Parses `bytes` as a JSON object, in one pass; the members share
+    /// `bytes`. A key given more than once keeps its first place and its
+    /// last value.
+    pub fn parse(bytes: &Bytes) -> Result<JsonObject, ParseError> {
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let members = deserializer
+            .deserialize_map(Members { source: bytes })
+            .and_then(|members| deserializer.end().map(|()| members))
+            .map_err(|error| match error.classify() {
+                // Members are raw values and keys strings, so the only
+                // type error is a document that is not an object.
+                Category::Data => ParseError::NotAnObject,
+                _ => ParseError::Syntax(error.to_string()),
+            })?;
+        Ok(JsonObject { members })
     }
 
     /// The raw value of member `key`.
-    pub fn get(&self, key: &str) -> Option<&RawValue> {
+    pub fn get(&self, key: &str) -> Option<&RawJson> {
         self.members
             .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| &**v)
+            .find(|(k, _)| k == key.as_bytes())
+            .map(|(_, v)| v)
     }
 
     /// Whether member `key` is present.
@@ -60,92 +97,152 @@ impl JsonObject {
     /// Member `key` as a bool, if it is one.
     pub fn get_bool(&self, key: &str) -> Option<bool> {
         self.get(key)
-            .and_then(|v| serde_json::from_str(v.get()).ok())
+            .and_then(|v| serde_json::from_slice(v.as_bytes()).ok())
     }
 
     /// Member `key` as an integer, if it is one.
     pub fn get_i64(&self, key: &str) -> Option<i64> {
         self.get(key)
-            .and_then(|v| serde_json::from_str(v.get()).ok())
+            .and_then(|v| serde_json::from_slice(v.as_bytes()).ok())
     }
 
     /// Member `key` as a string, if it is one.
     pub fn get_str(&self, key: &str) -> Option<String> {
         self.get(key)
-            .and_then(|v| serde_json::from_str(v.get()).ok())
+            .and_then(|v| serde_json::from_slice(v.as_bytes()).ok())
     }
 
-    /// Member `key` parsed as a nested object, if it is one.
+    /// Member `key` parsed as a nested object (sharing this one's text),
+    /// if it is one.
     pub fn get_object(&self, key: &str) -> Option<JsonObject> {
-        self.get(key)
-            .and_then(|v| JsonObject::parse(v.get().as_bytes()).ok())
+        self.get(key).and_then(|v| JsonObject::parse(&v.0).ok())
     }
 
     /// Sets member `key` to raw JSON `value`, in place if present, else at the end.
-    pub fn set_raw(&mut self, key: &str, value: Box<RawValue>) {
-        match self.members.iter_mut().find(|(k, _)| k == key) {
+    pub fn set_raw(&mut self, key: &str, value: RawJson) {
+        match self.members.iter_mut().find(|(k, _)| k == key.as_bytes()) {
             Some((_, slot)) => *slot = value,
-            None => self.members.push((key.to_owned(), value)),
+            None => self
+                .members
+                .push((Bytes::copy_from_slice(key.as_bytes()), value)),
         }
     }
 
     /// Sets member `key` to the JSON form of `value`.
     pub fn set<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
-        if let Ok(raw) = serde_json::value::to_raw_value(value) {
+        if let Some(raw) = RawJson::of(value) {
             self.set_raw(key, raw);
         }
     }
 
+    /// Sets member `key` to `object`.
+    pub fn set_object(&mut self, key: &str, object: &JsonObject) {
+        self.set_raw(key, RawJson(object.to_bytes()));
+    }
+
     /// Removes member `key`.
     pub fn remove(&mut self, key: &str) {
-        self.members.retain(|(k, _)| k != key);
+        self.members.retain(|(k, _)| k != key.as_bytes());
     }
 
-    /// The object as JSON bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_else(|_| b"{}".to_vec())
-    }
-}
-
-impl Serialize for JsonObject {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut map = serializer.serialize_map(Some(self.members.len()))?;
-        for (key, value) in &self.members {
-            map.serialize_entry(key, value)?;
+    /// The object as JSON text: each key escaped as JSON asks, each value
+    /// as it is.
+    pub fn to_bytes(&self) -> Bytes {
+        let length: usize = self
+            .members
+            .iter()
+            .map(|(k, v)| k.len() + v.0.len() + 4)
+            .sum();
+        let mut out = BytesMut::with_capacity(length + 2).writer();
+        out.get_mut().put_u8(b'{');
+        for (index, (key, value)) in self.members.iter().enumerate() {
+            if index > 0 {
+                out.get_mut().put_u8(b',');
+            }
+            // Keys are UTF-8 by construction; a key that somehow is not
+            // is written as an empty string rather than as bad JSON.
+            let key = std::str::from_utf8(key).unwrap_or_default();
+            if serde_json::to_writer(&mut out, key).is_err() {
+                out.get_mut().put_slice(b"\"\"");
+            }
+            out.get_mut().put_u8(b':');
+            out.get_mut().put_slice(value.as_bytes());
         }
-        map.end()
+        out.get_mut().put_u8(b'}');
+        out.into_inner().freeze()
     }
 }
 
-impl<'de> Deserialize<'de> for JsonObject {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Members;
+/// Reads an object's members as slices of `source`, the text parsed.
+struct Members<'s> {
+    source: &'s Bytes,
+}
 
-        impl<'de> Visitor<'de> for Members {
-            type Value = JsonObject;
+impl<'de> Visitor<'de> for Members<'_> {
+    type Value = Vec<(Bytes, RawJson)>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
+        let mut members = Vec::with_capacity(access.size_hint().unwrap_or(0));
+        while let Some(key) = access.next_key::<Key<'de>>()? {
+            let value: &'de RawValue = access.next_value()?;
+            let key = match key.0 {
+                Cow::Borrowed(key) => self.slice(key.as_bytes()),
+                Cow::Owned(key) => Bytes::from(key),
+            };
+            members.push((key, RawJson(self.slice(value.get().as_bytes()))));
+        }
+        merge_duplicates(&mut members);
+        Ok(members)
+    }
+}
+
+impl Members<'_> {
+    /// `part` of the source text as a slice sharing its buffer, or a copy
+    /// when it is not part of it (never, as parsing borrows from it).
+    fn slice(&self, part: &[u8]) -> Bytes {
+        let start = (part.as_ptr() as usize).wrapping_sub(self.source.as_ptr() as usize);
+        match start.checked_add(part.len()) {
+            Some(end) if end <= self.source.len() => self.source.slice(start..end),
+            _ => Bytes::copy_from_slice(part),
+        }
+    }
+}
+
+/// An object key: borrowed from the text when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
 
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
+                f.write_str("a string")
             }
 
-            fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<JsonObject, A::Error> {
-                let mut members = Vec::with_capacity(access.size_hint().unwrap_or(0));
-                while let Some(member) = access.next_entry::<String, Box<RawValue>>()? {
-                    members.push(member);
-                }
-                merge_duplicates(&mut members);
-                Ok(JsonObject { members })
+            fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+
+            fn visit_str<E: de::Error>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
             }
         }
 
-        deserializer.deserialize_map(Members)
+        deserializer.deserialize_str(KeyVisitor)
     }
 }
 
 /// Merges members whose key was given before into that first member,
 /// which takes their value (the last one given wins, as in Python's `json`
 /// and vLLM); linear in the members.
-fn merge_duplicates(members: &mut Vec<(String, Box<RawValue>)>) {
+fn merge_duplicates(members: &mut Vec<(Bytes, RawJson)>) {
     let mut merges = Vec::new();
     if members.len() <= PAIRWISE_DUPLICATES {
         for later in 1..members.len() {
@@ -157,7 +254,7 @@ fn merge_duplicates(members: &mut Vec<(String, Box<RawValue>)>) {
             }
         }
     } else {
-        let mut first_of: HashMap<&str, usize> = HashMap::with_capacity(members.len());
+        let mut first_of: HashMap<&[u8], usize> = HashMap::with_capacity(members.len());
         for (index, (key, _)) in members.iter().enumerate() {
             let first = *first_of.entry(key).or_insert(index);
             if first != index {
@@ -185,13 +282,21 @@ fn merge_duplicates(members: &mut Vec<(String, Box<RawValue>)>) {
 mod tests {
     use super::*;
 
+    fn parse(json: &[u8]) -> Result<JsonObject, ParseError> {
+        JsonObject::parse(&Bytes::copy_from_slice(json))
+    }
+
+    fn text(object: &JsonObject) -> String {
+        String::from_utf8(object.to_bytes().to_vec()).unwrap()
+    }
+
     #[test]
     fn untouched_members_keep_their_exact_text_and_order() {
         let input = br#"{"model":"m","temperature":1.50,"big":123456789012345678901234567890,"messages":[{"role":"user","content":"hi \u00e9"}],"stream":true}"#;
-        let mut object = JsonObject::parse(input).unwrap();
+        let mut object = parse(input).unwrap();
         object.set("stream", &false);
         object.set("max_tokens", &1);
-        let out = String::from_utf8(object.to_bytes()).unwrap();
+        let out = text(&object);
         assert_eq!(
             out,
             r#"{"model":"m","temperature":1.50,"big":123456789012345678901234567890,"messages":[{"role":"user","content":"hi \u00e9"}],"stream":false,"max_tokens":1}"#
@@ -199,10 +304,35 @@ mod tests {
     }
 
     #[test]
+    fn escaped_keys_are_read_unescaped_and_written_escaped() {
+        let object = parse(br#"{"a\u0062":1,"q\"t":2,"plain":3}"#).unwrap();
+        assert_eq!(object.get_i64("ab"), Some(1));
+        assert_eq!(object.get_i64("q\"t"), Some(2));
+        assert_eq!(text(&object), r#"{"ab":1,"q\"t":2,"plain":3}"#);
+    }
+
+    #[test]
+    fn members_and_copies_share_the_parsed_text() {
+        let source =
+            Bytes::from_static(br#"{"model":"m","messages":[{"role":"user"}],"o":{"a":1}}"#);
+        let within = |part: &[u8]| {
+            let start = part.as_ptr() as usize;
+            let base = source.as_ptr() as usize;
+            start >= base && start + part.len() <= base + source.len()
+        };
+        let object = JsonObject::parse(&source).unwrap();
+        let copy = object.clone();
+        let messages = copy.get("messages").unwrap().as_bytes();
+        assert_eq!(messages, br#"[{"role":"user"}]"#);
+        assert!(within(messages), "a copy's member is the source's text");
+        let nested = object.get_object("o").unwrap();
+        assert!(within(nested.get("a").unwrap().as_bytes()));
+    }
+
+    #[test]
     fn typed_getters_and_remove() {
         let mut object =
-            JsonObject::parse(br#"{"stream":true,"max_tokens":7,"model":"x","o":{"a":1}}"#)
-                .unwrap();
+            parse(br#"{"stream":true,"max_tokens":7,"model":"x","o":{"a":1}}"#).unwrap();
         assert_eq!(object.get_bool("stream"), Some(true));
         assert_eq!(object.get_i64("max_tokens"), Some(7));
         assert_eq!(object.get_str("model").as_deref(), Some("x"));
@@ -213,34 +343,19 @@ mod tests {
 
     #[test]
     fn rejects_non_objects_and_garbage() {
-        assert!(matches!(
-            JsonObject::parse(b"[1,2]"),
-            Err(ParseError::NotAnObject)
-        ));
-        assert!(matches!(
-            JsonObject::parse(b"\"s\""),
-            Err(ParseError::NotAnObject)
-        ));
-        assert!(matches!(
-            JsonObject::parse(b"{\"a\":"),
-            Err(ParseError::Syntax(_))
-        ));
-        assert!(matches!(
-            JsonObject::parse(b"{} x"),
-            Err(ParseError::Syntax(_))
-        ));
-        assert!(matches!(JsonObject::parse(b""), Err(ParseError::Syntax(_))));
+        assert!(matches!(parse(b"[1,2]"), Err(ParseError::NotAnObject)));
+        assert!(matches!(parse(b"\"s\""), Err(ParseError::NotAnObject)));
+        assert!(matches!(parse(b"{\"a\":"), Err(ParseError::Syntax(_))));
+        assert!(matches!(parse(b"{} x"), Err(ParseError::Syntax(_))));
+        assert!(matches!(parse(b""), Err(ParseError::Syntax(_))));
     }
 
     #[test]
     fn duplicate_keys_keep_the_last_value_once() {
-        let object = JsonObject::parse(br#"{"a":1,"a":2}"#).unwrap();
-        assert_eq!(String::from_utf8(object.to_bytes()).unwrap(), r#"{"a":2}"#);
-        let object = JsonObject::parse(br#"{"a":1,"b":2,"a":3,"c":4,"b":5,"a":6}"#).unwrap();
-        assert_eq!(
-            String::from_utf8(object.to_bytes()).unwrap(),
-            r#"{"a":6,"b":5,"c":4}"#
-        );
+        let object = parse(br#"{"a":1,"a":2}"#).unwrap();
+        assert_eq!(text(&object), r#"{"a":2}"#);
+        let object = parse(br#"{"a":1,"b":2,"a":3,"c":4,"b":5,"a":6}"#).unwrap();
+        assert_eq!(text(&object), r#"{"a":6,"b":5,"c":4}"#);
     }
 
     #[test]
@@ -249,23 +364,17 @@ mod tests {
             .map(|i| format!("\"k{}\":{i}", i % 1_000))
             .collect();
         let input = format!("{{{}}}", members.join(","));
-        let object = JsonObject::parse(input.as_bytes()).unwrap();
+        let object = parse(input.as_bytes()).unwrap();
         assert_eq!(object.members.len(), 1_000);
         for (index, (key, value)) in object.members.iter().enumerate() {
-            assert_eq!(*key, format!("k{index}"));
-            assert_eq!(value.get(), (4_000 + index).to_string());
+            assert_eq!(key, format!("k{index}").as_bytes());
+            assert_eq!(value.as_bytes(), (4_000 + index).to_string().as_bytes());
         }
     }
 
     #[test]
     fn a_broken_document_that_is_not_an_object_is_not_an_object() {
-        assert!(matches!(
-            JsonObject::parse(b"[1,"),
-            Err(ParseError::NotAnObject)
-        ));
-        assert!(matches!(
-            JsonObject::parse(b"nul"),
-            Err(ParseError::Syntax(_))
-        ));
+        assert!(matches!(parse(b"[1,"), Err(ParseError::NotAnObject)));
+        assert!(matches!(parse(b"nul"), Err(ParseError::Syntax(_))));
     }
 }

@@ -49,7 +49,7 @@ impl Usage {
 
 /// Reads the usage of a whole JSON response and, when `cached_tokens` is
 /// given, returns the body with it set.
-pub fn scan_json(body: &[u8], cached_tokens: Option<i64>) -> (Option<Vec<u8>>, Usage) {
+pub fn scan_json(body: &Bytes, cached_tokens: Option<i64>) -> (Option<Bytes>, Usage) {
     let mut usage = Usage::default();
     if memmem::find(body, b"\"usage\"").is_none() {
         return (None, usage);
@@ -80,8 +80,8 @@ fn process_object(object: &mut JsonObject, cached_tokens: Option<i64>, usage: &m
     };
     let mut details = top.get_object("prompt_tokens_details").unwrap_or_default();
     details.set("cached_tokens", &cached);
-    top.set("prompt_tokens_details", &details);
-    object.set("usage", &top);
+    top.set_object("prompt_tokens_details", &details);
+    object.set_object("usage", &top);
     usage.observe(&top);
     true
 }
@@ -191,7 +191,7 @@ impl SseScanner {
         }
         self.data_events += 1;
         memmem::find(payload, b"\"usage\"")?;
-        let mut object = JsonObject::parse(payload).ok()?;
+        let mut object = JsonObject::parse(&Bytes::copy_from_slice(payload)).ok()?;
         if !process_object(&mut object, self.cached_tokens, &mut self.usage) {
             return None;
         }
@@ -277,10 +277,12 @@ mod tests {
 
     #[test]
     fn json_bodies_are_rewritten_in_place() {
-        let body = br#"{"id":"c","usage":{"prompt_tokens":10,"completion_tokens":2}}"#;
+        let body = &Bytes::from_static(
+            br#"{"id":"c","usage":{"prompt_tokens":10,"completion_tokens":2}}"#,
+        );
         let (new, usage) = scan_json(body, Some(7));
         assert_eq!(
-            String::from_utf8(new.unwrap()).unwrap(),
+            String::from_utf8(new.unwrap().to_vec()).unwrap(),
             r#"{"id":"c","usage":{"prompt_tokens":10,"completion_tokens":2,"prompt_tokens_details":{"cached_tokens":7}}}"#
         );
         assert_eq!(
@@ -290,7 +292,8 @@ mod tests {
         let (new, usage) = scan_json(body, None);
         assert!(new.is_none());
         assert_eq!(usage.output_tokens, Some(2));
-        assert_eq!(scan_json(b"not json \"usage\"", Some(1)).0, None);
+        let broken = Bytes::from_static(b"not json \"usage\"");
+        assert_eq!(scan_json(&broken, Some(1)).0, None);
     }
 
     #[test]

@@ -13,7 +13,6 @@ use crate::request::{self, Api};
 use crate::state::{Decoder, Listener};
 use crate::target::PrefillTarget;
 use axum::response::Response;
-use bytes::Bytes;
 use http::{HeaderMap, Method, Uri};
 use llmd_runtime::Identifier;
 use std::time::Instant;
@@ -60,7 +59,7 @@ impl PdRequest {
             target: self.target.clone(),
             api: self.api,
             headers: self.headers.clone(),
-            body: Bytes::from(body.to_bytes()),
+            body: body.to_bytes(),
             request_id: self.request_id.clone(),
             connector: shared.connector(),
             asynchronous,
@@ -80,7 +79,7 @@ impl PdRequest {
             method: Method::POST,
             uri: self.uri.clone(),
             headers: self.headers.clone(),
-            body: Bytes::from(body.to_bytes()),
+            body: body.to_bytes(),
             request_id: self.request_id.clone(),
             connector: shared.connector(),
             streaming: self.body.get_bool("stream").unwrap_or(false),

@@ -5,10 +5,10 @@
 use super::{PdRequest, limit_tokens_to_one};
 use crate::decode;
 use crate::errors::ProxyError;
-use crate::json_body::JsonObject;
+use crate::json_body::{JsonObject, RawJson};
 use crate::prefill::prefill;
 use axum::response::{IntoResponse, Response};
-use serde_json::value::RawValue;
+use bytes::Bytes;
 
 /// The member both legs' `kv_transfer_params` go in.
 const KV_TRANSFER_PARAMS: &str = "kv_transfer_params";
@@ -32,7 +32,7 @@ pub async fn run(request: PdRequest) -> Response {
     };
     let mut decode_body = request.body.clone();
     match answer.get(KV_TRANSFER_PARAMS) {
-        Some(params) => decode_body.set_raw(KV_TRANSFER_PARAMS, params.to_owned()),
+        Some(params) => decode_body.set_raw(KV_TRANSFER_PARAMS, params.clone()),
         None => {
             tracing::warn!("prefiller response has no kv_transfer_params");
             decode_body.set(KV_TRANSFER_PARAMS, &serde_json::Value::Null);
@@ -46,7 +46,7 @@ pub async fn run(request: PdRequest) -> Response {
 /// The prefill request: remote decode asked for, no stream, one token.
 fn prefill_body(request: &PdRequest) -> JsonObject {
     let mut body = request.body.clone();
-    if let Ok(params) = RawValue::from_string(PREFILL_KV_TRANSFER_PARAMS.to_owned()) {
+    if let Some(params) = RawJson::new(Bytes::from_static(PREFILL_KV_TRANSFER_PARAMS.as_bytes())) {
         body.set_raw(KV_TRANSFER_PARAMS, params);
     }
     body.set("stream", &false);
