@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures_util::future::BoxFuture;
-use http::{HeaderMap, Method, Request, StatusCode, Uri, header};
+use http::{HeaderMap, Method, StatusCode, Uri, header};
 use http_body::Frame;
 use http_body_util::BodyExt;
 use llmd_runtime::{Context, ErrorType, Identifier, event, record, span, traced_span};
@@ -198,10 +198,12 @@ async fn pump(
     if let Some(model) = plan.model.clone() {
         record!(gen_ai.request.model = model);
     }
-    let mut request = Request::new(Body::from(plan.body.clone()));
-    *request.method_mut() = plan.method.clone();
-    *request.uri_mut() = plan.uri.clone();
-    *request.headers_mut() = upstream::outbound_headers(&plan.headers);
+    let request = upstream::outbound_request(
+        plan.method.clone(),
+        plan.uri.clone(),
+        &plan.headers,
+        plan.body.clone(),
+    );
     let response = match plan.origin.send(request).await {
         Ok(response) => response,
         Err(failure) => {

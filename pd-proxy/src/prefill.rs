@@ -6,10 +6,9 @@ use crate::errors::ProxyError;
 use crate::request::Api;
 use crate::target::PrefillTarget;
 use crate::upstream::{self, Failure, Origin, Upstream};
-use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use http_body_util::BodyExt;
 use llmd_runtime::{ErrorType, Identifier, event, record, traced_span};
 use std::time::{Duration, Instant};
@@ -167,10 +166,12 @@ async fn attempt(
     origin: &Origin,
 ) -> Result<(StatusCode, HeaderMap, Bytes), Failure> {
     let send = async {
-        let mut request = Request::new(Body::from(call.body.clone()));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = Uri::from_static(call.api.path());
-        *request.headers_mut() = upstream::outbound_headers(&call.headers);
+        let request = upstream::outbound_request(
+            Method::POST,
+            Uri::from_static(call.api.path()),
+            &call.headers,
+            call.body.clone(),
+        );
         let (head, mut response) = origin.send(request).await?.into_parts();
         let mut body = BytesMut::new();
         while let Some(frame) = response.frame().await {

@@ -8,9 +8,10 @@
 
 use crate::config::UpstreamTls;
 use axum::body::Body;
+use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName};
 use http::uri::Authority;
-use http::{Request, Response, Uri};
+use http::{Method, Request, Response, Uri};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use llmd_runtime::http::{OriginError, OriginPool, OriginPools};
@@ -220,10 +221,25 @@ fn connection_options(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
+/// A request to an upstream leg: `body` sent with `method` to `uri` (origin
+/// form), with the [`outbound_headers`] of the client's `inbound` ones.
+pub fn outbound_request(
+    method: Method,
+    uri: Uri,
+    inbound: &HeaderMap,
+    body: Bytes,
+) -> Request<Body> {
+    let mut request = Request::new(Body::from(body));
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.headers_mut() = outbound_headers(inbound);
+    request
+}
+
 /// The headers an upstream gets: the client's, minus hop-by-hop and proxy
 /// headers, with the trace context of the *current* span (the one making
 /// the call) in place of the caller's.
-pub fn outbound_headers(inbound: &HeaderMap) -> HeaderMap {
+fn outbound_headers(inbound: &HeaderMap) -> HeaderMap {
     let mut headers = inbound.clone();
     remove_headers(&mut headers, not_forwarded);
     propagation::inject_current(&mut headers);

@@ -11,8 +11,9 @@
 //! - [`is_connection_refused`]: whether a client error means nothing
 //!   listens at the upstream's address.
 //! - [`OriginPool`]: kept-alive connections to one plain-HTTP origin, for a
-//!   proxy's pass-through to its local server; [`OriginPools`], one per
-//!   origin, for calls to many (the scheduler's pods), with [`json_post`].
+//!   proxy's calls to its local server; [`OriginPools`], one per origin (by
+//!   socket address or by authority, [`OriginKey`]), for calls to many (the
+//!   scheduler's pods, the pd-proxy's prefillers), with [`json_post`].
 
 mod body;
 mod client;
