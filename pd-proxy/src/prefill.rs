@@ -7,9 +7,9 @@ use crate::request::Api;
 use crate::target::PrefillTarget;
 use crate::upstream::{self, Failure, Origin, Upstream};
 use axum::response::{IntoResponse, Response};
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri};
-use http_body_util::BodyExt;
+use http_body_util::{BodyExt, Limited};
 use llmd_runtime::{ErrorType, Identifier, event, record, traced_span};
 use std::time::{Duration, Instant};
 
@@ -172,19 +172,12 @@ async fn attempt(
             &call.headers,
             call.body.clone(),
         );
-        let (head, mut response) = origin.send(request).await?.into_parts();
-        let mut body = BytesMut::new();
-        while let Some(frame) = response.frame().await {
-            let frame = frame.map_err(|_| Failure::Broken)?;
-            let Ok(chunk) = frame.into_data() else {
-                continue;
-            };
-            if body.len() + chunk.len() > MAX_PREFILL_RESPONSE {
-                return Err(Failure::Broken);
-            }
-            body.extend_from_slice(&chunk);
-        }
-        Ok((head.status, head.headers, body.freeze()))
+        let (head, response) = origin.send(request).await?.into_parts();
+        let body = Limited::new(response, MAX_PREFILL_RESPONSE)
+            .collect()
+            .await
+            .map_err(|_| Failure::Broken)?;
+        Ok((head.status, head.headers, body.to_bytes()))
     };
     match tokio::time::timeout(call.retry.attempt_timeout, send).await {
         Ok(outcome) => outcome,

@@ -9,16 +9,22 @@ use crate::json_body::{JsonObject, RawJson};
 use crate::prefill::prefill;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
+use std::sync::LazyLock;
 
 /// The member both legs' `kv_transfer_params` go in.
 const KV_TRANSFER_PARAMS: &str = "kv_transfer_params";
 
 /// The prefill leg's `kv_transfer_params`: a remote decode asked for, no
-/// remote prefill (as llm-d's sidecar sends them).
-const PREFILL_KV_TRANSFER_PARAMS: &str = concat!(
-    r#"{"do_remote_decode":true,"do_remote_prefill":false,"remote_engine_id":null,"#,
-    r#""remote_block_ids":null,"remote_host":null,"remote_port":null}"#
-);
+/// remote prefill (as llm-d's sidecar sends them); checked once.
+static PREFILL_KV_TRANSFER_PARAMS: LazyLock<Option<RawJson>> = LazyLock::new(|| {
+    RawJson::new(Bytes::from_static(
+        concat!(
+            r#"{"do_remote_decode":true,"do_remote_prefill":false,"remote_engine_id":null,"#,
+            r#""remote_block_ids":null,"remote_host":null,"remote_port":null}"#
+        )
+        .as_bytes(),
+    ))
+});
 
 /// Runs the nixlv2 flow.
 pub async fn run(request: PdRequest) -> Response {
@@ -46,8 +52,8 @@ pub async fn run(request: PdRequest) -> Response {
 /// The prefill request: remote decode asked for, no stream, one token.
 fn prefill_body(request: &PdRequest) -> JsonObject {
     let mut body = request.body.clone();
-    if let Some(params) = RawJson::new(Bytes::from_static(PREFILL_KV_TRANSFER_PARAMS.as_bytes())) {
-        body.set_raw(KV_TRANSFER_PARAMS, params);
+    if let Some(params) = &*PREFILL_KV_TRANSFER_PARAMS {
+        body.set_raw(KV_TRANSFER_PARAMS, params.clone());
     }
     body.set("stream", &false);
     body.remove("stream_options");

@@ -179,9 +179,16 @@ impl OriginPool {
     fn is_unused(&self) -> bool {
         Arc::strong_count(&self.shared) == 1 && {
             let mut idle = self.shared.lock_idle();
-            let timeout = self.shared.idle_timeout;
-            idle.retain(|kept| kept.since.elapsed() < timeout);
-            idle.is_empty()
+            // The newest went idle last: when it has expired, all have.
+            let now = Instant::now();
+            if idle
+                .back()
+                .is_some_and(|newest| !self.shared.expired(newest, now))
+            {
+                return false;
+            }
+            idle.clear();
+            true
         }
     }
 
@@ -316,17 +323,23 @@ impl Shared {
     /// closed ones are dropped on the way, and when the most recent one
     /// has been idle too long, so have all the others.
     fn checkout(&self) -> Option<SendRequest<Body>> {
+        let now = Instant::now();
         let mut idle = self.lock_idle();
-        while let Some(Idle { sender, since }) = idle.pop_back() {
-            if since.elapsed() >= self.idle_timeout {
+        while let Some(kept) = idle.pop_back() {
+            if self.expired(&kept, now) {
                 idle.clear();
                 return None;
             }
-            if sender.is_ready() {
-                return Some(sender);
+            if kept.sender.is_ready() {
+                return Some(kept.sender);
             }
         }
         None
+    }
+
+    /// Whether `kept` has been idle for the idle timeout or longer at `now`.
+    fn expired(&self, kept: &Idle, now: Instant) -> bool {
+        now.saturating_duration_since(kept.since) >= self.idle_timeout
     }
 
     /// The response with a body that gives `sender` back when it ends.
@@ -356,7 +369,7 @@ impl Shared {
         let mut idle = self.lock_idle();
         if idle
             .front()
-            .is_some_and(|oldest| since.duration_since(oldest.since) >= self.idle_timeout)
+            .is_some_and(|oldest| self.expired(oldest, since))
         {
             idle.pop_front();
         }
