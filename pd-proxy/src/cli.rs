@@ -100,6 +100,11 @@ pub struct Cli {
     #[arg(long, value_name = "SECONDS")]
     pub prefill_timeout_seconds: Option<u64>,
 
+    /// Time limit for opening a connection to a prefiller or the decoder,
+    /// TLS handshake included [default: 30000, as llm-d's sidecar].
+    #[arg(long, value_name = "MS")]
+    pub connect_timeout_ms: Option<u64>,
+
     /// SGLang bootstrap port sent to both legs [default: 8998].
     #[arg(long, value_name = "PORT")]
     pub sglang_bootstrap_port: Option<u16>,
@@ -135,6 +140,7 @@ struct FileConfig {
     prefill_max_retries: Option<u32>,
     prefill_retry_backoff_ms: Option<u64>,
     prefill_timeout_seconds: Option<u64>,
+    connect_timeout_ms: Option<u64>,
     sglang_bootstrap_port: Option<u16>,
 }
 
@@ -280,6 +286,11 @@ impl Cli {
                     .map(Duration::from_secs)
                     .unwrap_or(retry.attempt_timeout),
             },
+            connect_timeout: self
+                .connect_timeout_ms
+                .or(file.connect_timeout_ms)
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.connect_timeout),
             sglang_bootstrap_port: self
                 .sglang_bootstrap_port
                 .or(file.sglang_bootstrap_port)
@@ -408,5 +419,22 @@ mod tests {
         assert!(resolve(&["--enable-tls", "encoder"]).is_err());
         assert!(resolve(&["--enable-ssrf-protection"]).is_err());
         assert!(resolve(&["--port", "x"]).is_err());
+        assert!(resolve(&["--connect-timeout-ms", "0"]).is_err());
+        assert!(resolve(&["--prefill-timeout-seconds", "0"]).is_err());
+    }
+
+    #[test]
+    fn connect_timeout_comes_from_the_flag_the_file_or_the_default() {
+        let default = resolve(&[]).unwrap();
+        assert_eq!(default.connect_timeout, Duration::from_secs(30));
+        let from_file = resolve(&["--configuration", "connect-timeout-ms: 1500\n"]).unwrap();
+        assert_eq!(from_file.connect_timeout, Duration::from_millis(1500));
+        let from_flag = resolve(&[
+            "--configuration",
+            "connect-timeout-ms: 1500\n",
+            "--connect-timeout-ms=250",
+        ])
+        .unwrap();
+        assert_eq!(from_flag.connect_timeout, Duration::from_millis(250));
     }
 }

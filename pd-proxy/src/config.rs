@@ -103,6 +103,9 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Prefill retries.
     pub prefill_retry: RetryPolicy,
+    /// Time limit for opening a connection to an upstream (TCP, and the
+    /// TLS handshake towards an HTTPS upstream).
+    pub connect_timeout: Duration,
     /// SGLang bootstrap port put in the bootstrap fields.
     pub sglang_bootstrap_port: u16,
 }
@@ -127,6 +130,8 @@ impl Config {
                 backoff: Duration::from_millis(100),
                 attempt_timeout: Duration::from_secs(600),
             },
+            // What llm-d's sidecar gets from Go's default transport.
+            connect_timeout: Duration::from_secs(30),
             sglang_bootstrap_port: 8998,
         }
     }
@@ -152,6 +157,16 @@ impl Config {
         if self.max_body_bytes == 0 {
             return Err(ConfigError::Invalid(
                 "max-body-bytes must be positive".into(),
+            ));
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "connect-timeout-ms must be positive".into(),
+            ));
+        }
+        if self.prefill_retry.attempt_timeout.is_zero() {
+            return Err(ConfigError::Invalid(
+                "prefill-timeout-seconds must be positive".into(),
             ));
         }
         if matches!(&self.allowed_prefill_hosts, Some(hosts) if hosts.is_empty()) {
@@ -213,6 +228,12 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = Config::defaults();
         c.allowed_prefill_hosts = Some(vec![]);
+        assert!(c.validate().is_err());
+        let mut c = Config::defaults();
+        c.connect_timeout = Duration::ZERO;
+        assert!(c.validate().is_err());
+        let mut c = Config::defaults();
+        c.prefill_retry.attempt_timeout = Duration::ZERO;
         assert!(c.validate().is_err());
     }
 }

@@ -39,12 +39,12 @@ pub struct Shared {
 impl Shared {
     /// Builds the shared state for `config`.
     pub fn new(config: Config) -> Result<Shared, StartError> {
-        let prefillers = Upstream::new(config.prefiller_tls)?;
+        let prefillers = Upstream::new(config.prefiller_tls, config.connect_timeout)?;
         let allowlist = Allowlist::new(config.allowed_prefill_hosts.as_deref());
         let decoder_tls = config
             .decoder_tls
             .enabled
-            .then(|| upstream::tls_client(config.decoder_tls))
+            .then(|| upstream::tls_client(config.decoder_tls, config.connect_timeout))
             .transpose()?;
         let decoders = (0..config.data_parallel_size)
             .map(|rank| {
@@ -55,7 +55,7 @@ impl Shared {
                 Ok(Decoder {
                     origin: match &decoder_tls {
                         Some(client) => Origin::tls(client.clone(), &authority),
-                        None => Origin::plain(authority),
+                        None => Origin::plain(authority, config.connect_timeout),
                     },
                     target: Identifier::new(&host_port),
                 })

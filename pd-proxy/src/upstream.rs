@@ -16,6 +16,7 @@ use http_body::Body as _;
 use http_body_util::BodyExt;
 use llmd_runtime::http::{OriginError, OriginPool, OriginPools};
 use llmd_runtime::propagation;
+use std::time::Duration;
 
 /// Request bodies of at most this many bytes, with a known length, are
 /// read before they are handed to reqwest (they are in the first packets
@@ -34,12 +35,13 @@ pub enum Upstream {
 }
 
 impl Upstream {
-    /// The upstream for `tls` settings.
-    pub fn new(tls: UpstreamTls) -> Result<Upstream, reqwest::Error> {
+    /// The upstream for `tls` settings, whose connections must open within
+    /// `connect_timeout`.
+    pub fn new(tls: UpstreamTls, connect_timeout: Duration) -> Result<Upstream, reqwest::Error> {
         Ok(if tls.enabled {
-            Upstream::Tls(tls_client(tls)?)
+            Upstream::Tls(tls_client(tls, connect_timeout)?)
         } else {
-            Upstream::Plain(OriginPools::new(None))
+            Upstream::Plain(OriginPools::new(Some(connect_timeout)))
         })
     }
 
@@ -55,11 +57,16 @@ impl Upstream {
     }
 }
 
-/// The client every HTTPS upstream call goes through.
-pub fn tls_client(tls: UpstreamTls) -> Result<reqwest::Client, reqwest::Error> {
+/// The client every HTTPS upstream call goes through; its connections,
+/// TLS handshake included, must open within `connect_timeout`.
+pub fn tls_client(
+    tls: UpstreamTls,
+    connect_timeout: Duration,
+) -> Result<reqwest::Client, reqwest::Error> {
     llmd_runtime::http::install_crypto_provider();
     reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
+        .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
         .no_proxy()
         .tls_danger_accept_invalid_certs(tls.insecure_skip_verify)
@@ -81,9 +88,10 @@ pub enum Origin {
 }
 
 impl Origin {
-    /// A plain-HTTP origin with a connection pool of its own.
-    pub fn plain(authority: Authority) -> Origin {
-        Origin::Plain(OriginPool::new(authority, None))
+    /// A plain-HTTP origin with a connection pool of its own, whose
+    /// connections must open within `connect_timeout`.
+    pub fn plain(authority: Authority, connect_timeout: Duration) -> Origin {
+        Origin::Plain(OriginPool::new(authority, Some(connect_timeout)))
     }
 
     /// An HTTPS origin called through `client`.

@@ -137,6 +137,69 @@ async fn decoder_down_is_503_and_other_decoder_failures_502() {
     assert_eq!(body["type"], "BadGateway");
 }
 
+/// A loopback listener whose accept queue is full: a connection to it is
+/// never established (the kernel drops its SYNs), as with an upstream
+/// behind a firewall that drops packets. Keep both values alive.
+fn black_hole() -> (tokio::net::TcpListener, std::net::TcpStream) {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(0).unwrap();
+    let queued = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    (listener, queued)
+}
+
+/// Long enough that only the connect timeout can end a request first:
+/// without it, a connection attempt lasts the kernel's SYN retries (about
+/// two minutes).
+const UNLESS_CONNECT_TIMES_OUT: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn an_unanswering_decoder_is_a_502_once_the_connect_timeout_passes() {
+    let (hole, _queued) = black_hole();
+    let decoder = Fake::start(decoder()).await;
+    let mut c = config(&decoder);
+    c.vllm_port = hole.local_addr().unwrap().port();
+    c.connect_timeout = Duration::from_millis(200);
+    let proxy = start_proxy(c).await;
+    for path in ["/v1/chat/completions", "/v1/models"] {
+        let response = tokio::time::timeout(
+            UNLESS_CONNECT_TIMES_OUT,
+            post(&proxy, path, None, &chat_body(false)),
+        )
+        .await
+        .expect("the connect timeout ends the request");
+        let body = assert_vllm_error(response, 502).await;
+        assert_eq!(body["type"], "BadGateway", "{path}");
+    }
+}
+
+#[tokio::test]
+async fn an_unanswering_prefiller_is_retried_and_reported_unreachable() {
+    let (hole, _queued) = black_hole();
+    let decoder = Fake::start(decoder()).await;
+    let mut c = config(&decoder);
+    c.connect_timeout = Duration::from_millis(200);
+    c.prefill_retry.max_retries = 1;
+    c.prefill_retry.attempt_timeout = UNLESS_CONNECT_TIMES_OUT;
+    let proxy = start_proxy(c).await;
+    let target = format!("127.0.0.1:{}", hole.local_addr().unwrap().port());
+    let response = tokio::time::timeout(
+        UNLESS_CONNECT_TIMES_OUT,
+        post(
+            &proxy,
+            "/v1/chat/completions",
+            Some(&target),
+            &chat_body(false),
+        ),
+    )
+    .await
+    .expect("the connect timeout ends each attempt");
+    let body = assert_vllm_error(response, 502).await;
+    let message = body["message"].as_str().unwrap();
+    assert!(message.contains("unreachable after 2 attempt"), "{message}");
+    assert!(decoder.seen().is_empty());
+}
+
 #[tokio::test]
 async fn ssrf_protection_refuses_unlisted_targets_without_connecting() {
     let prefill = Fake::start(prefiller()).await;

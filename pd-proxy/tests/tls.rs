@@ -133,3 +133,34 @@ async fn upstreams_are_called_over_tls_when_enabled() {
         "the untrusted prefiller got no request"
     );
 }
+
+#[tokio::test]
+async fn a_tls_decoder_that_never_answers_the_handshake_is_a_502_after_the_connect_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut connections = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            connections.push(stream);
+        }
+    });
+    let decoder = Fake::start(decoder()).await;
+    let mut c = config(&decoder);
+    c.vllm_port = port;
+    c.decoder_tls = UpstreamTls {
+        enabled: true,
+        insecure_skip_verify: true,
+    };
+    c.connect_timeout = std::time::Duration::from_millis(200);
+    let proxy = start_proxy(c).await;
+    // Without the timeout the handshake would wait for as long as the
+    // connection stays open.
+    let response = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        post(&proxy, "/v1/models", None, &serde_json::json!({})),
+    )
+    .await
+    .expect("the connect timeout covers the TLS handshake");
+    assert_vllm_error(response, 502).await;
+    held.abort();
+}
