@@ -58,7 +58,8 @@ impl Upstream {
 }
 
 /// The client every HTTPS upstream call goes through; its connections,
-/// TLS handshake included, must open within `connect_timeout`.
+/// TLS handshake included, must open within `connect_timeout`, and it
+/// follows no redirect.
 pub fn tls_client(
     tls: UpstreamTls,
     connect_timeout: Duration,
@@ -67,6 +68,9 @@ pub fn tls_client(
     reqwest::Client::builder()
         .pool_max_idle_per_host(1024)
         .connect_timeout(connect_timeout)
+        // A reverse proxy hands redirects to its client; following them
+        // would send the request to hosts SSRF protection never checked.
+        .redirect(reqwest::redirect::Policy::none())
         .tcp_nodelay(true)
         .no_proxy()
         .tls_danger_accept_invalid_certs(tls.insecure_skip_verify)

@@ -1,5 +1,5 @@
 //! TLS on the listener (self-signed or from --cert-path) and towards the
-//! prefiller and the decoder.
+//! prefiller and the decoder; upstream redirects, over TLS and plain HTTP.
 
 mod common;
 
@@ -163,4 +163,68 @@ async fn a_tls_decoder_that_never_answers_the_handshake_is_a_502_after_the_conne
     .expect("the connect timeout covers the TLS handshake");
     assert_vllm_error(response, 502).await;
     held.abort();
+}
+
+/// A reverse proxy hands a redirect to its client: following it would let
+/// a prefiller send the proxy's request (with the client's headers and
+/// prompt) to a host SSRF protection never checked.
+async fn redirects_are_passed_back_not_followed(tls: bool) {
+    let start = |behaviour| async move {
+        if tls {
+            Fake::start_tls(behaviour).await
+        } else {
+            Fake::start(behaviour).await
+        }
+    };
+    let internal = start(prefiller()).await;
+    let scheme = if tls { "https" } else { "http" };
+    let elsewhere = format!("{scheme}://{}/v1/chat/completions", internal.host_port());
+    let redirecting: Behaviour = {
+        let elsewhere = elsewhere.clone();
+        std::sync::Arc::new(move |_| Reply::Redirect(elsewhere.clone()))
+    };
+    let prefill = start(redirecting.clone()).await;
+    let decoder = start(redirecting).await;
+    let upstream_tls = UpstreamTls {
+        enabled: tls,
+        insecure_skip_verify: tls,
+    };
+    let mut c = config(&decoder);
+    c.prefiller_tls = upstream_tls;
+    c.decoder_tls = upstream_tls;
+    c.allowed_prefill_hosts = Some(vec![prefill.host_port()]);
+    let proxy = start_proxy(c).await;
+
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = format!("http://{}/v1/chat/completions", proxy.address());
+    let body = chat_body(false).to_string();
+    let pd = client
+        .post(&url)
+        .header("x-prefiller-host-port", prefill.host_port())
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    let decode_only = client.post(&url).body(body).send().await.unwrap();
+    for response in [pd, decode_only] {
+        assert_eq!(response.status(), 307);
+        assert_eq!(response.headers()["location"], elsewhere.as_str());
+    }
+    assert_eq!(prefill.seen().len(), 1);
+    assert_eq!(decoder.seen().len(), 1, "only the decode-only request");
+    assert!(internal.seen().is_empty(), "the redirect was followed");
+}
+
+#[tokio::test]
+async fn redirects_from_tls_upstreams_are_passed_back_not_followed() {
+    redirects_are_passed_back_not_followed(true).await;
+}
+
+#[tokio::test]
+async fn redirects_from_plain_upstreams_are_passed_back_not_followed() {
+    redirects_are_passed_back_not_followed(false).await;
 }

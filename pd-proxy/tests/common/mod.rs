@@ -66,6 +66,8 @@ pub enum Reply {
     Endless,
     /// Sleep, then answer.
     Delayed(Duration, Box<Reply>),
+    /// `307 Temporary Redirect` to this location.
+    Redirect(String),
 }
 
 pub type Behaviour = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
@@ -266,6 +268,11 @@ fn respond(
                 tokio::time::sleep(delay).await;
                 respond(*inner, cancelled).await
             }
+            Reply::Redirect(location) => (
+                StatusCode::TEMPORARY_REDIRECT,
+                [(header::LOCATION, location)],
+            )
+                .into_response(),
         }
     })
 }
