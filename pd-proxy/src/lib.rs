@@ -36,6 +36,7 @@ pub mod run;
 pub mod server;
 pub mod sse;
 pub mod state;
+pub mod stop;
 pub mod target;
 pub mod tls;
 pub mod upstream;

@@ -5,8 +5,9 @@
 use crate::{Cli, Proxy};
 use std::process::ExitCode;
 
-/// Runs the proxy `cli` describes until SIGINT or SIGTERM; prints its
-/// listening addresses on stdout.
+/// Runs the proxy `cli` describes until SIGINT or SIGTERM, then lets the
+/// requests in flight finish (up to [`crate::server::DRAIN_TIMEOUT`]);
+/// prints its listening addresses on stdout.
 pub async fn run(cli: Cli) -> ExitCode {
     let config = match cli.resolve() {
         Ok(config) => config,
@@ -27,7 +28,12 @@ pub async fn run(cli: Cli) -> ExitCode {
         println!("llmd-pd-proxy listening on {address}");
     }
     llmd_runtime::shutdown::signal().await;
-    proxy.shutdown().await;
+    if !proxy.shutdown(crate::server::DRAIN_TIMEOUT).await {
+        tracing::warn!(
+            "requests still in flight after {} s were cut off at shutdown",
+            crate::server::DRAIN_TIMEOUT.as_secs()
+        );
+    }
     drop(telemetry);
     ExitCode::SUCCESS
 }

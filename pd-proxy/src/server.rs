@@ -4,6 +4,7 @@
 use crate::config::{Config, ListenerTls};
 use crate::routes::Routes;
 use crate::state::{Listener, Shared};
+use crate::stop::{self, Stop, StopListener};
 use crate::tls::{self, TlsError};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
@@ -12,7 +13,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -24,6 +25,10 @@ pub static REQUEST_SPAN: SpanMeta =
 
 /// Longest a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long [`Proxy::shutdown`] lets requests in flight finish, as
+/// llm-d's sidecar does.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +56,16 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct Proxy {
     addresses: Vec<SocketAddr>,
-    stop: watch::Sender<bool>,
+    stop: Stop,
     accept_loops: Vec<JoinHandle<()>>,
+    /// Ends (yields `None`) once every accept loop and connection task has
+    /// dropped its [`Open`] token.
+    all_closed: mpsc::Receiver<()>,
 }
+
+/// Held by each accept loop and connection task while it runs; nothing is
+/// ever sent on it.
+type Open = mpsc::Sender<()>;
 
 impl Proxy {
     /// Binds the listeners of `config` and starts serving.
@@ -62,7 +74,8 @@ impl Proxy {
         let tls_config = tls::server_config(&config.listener_tls)?;
         let secure = config.listener_tls != ListenerTls::Off;
         let shared = Arc::new(Shared::new(config)?);
-        let (stop, stopped) = watch::channel(false);
+        let (stop, stopped) = stop::channel();
+        let (open, all_closed) = mpsc::channel(1);
         let mut addresses = Vec::new();
         let mut accept_loops = Vec::new();
         let mut base_port = shared.config.port;
@@ -94,6 +107,7 @@ impl Proxy {
                 app,
                 acceptor,
                 stopped.clone(),
+                open.clone(),
             )));
             addresses.push(local);
         }
@@ -101,6 +115,7 @@ impl Proxy {
             addresses,
             stop,
             accept_loops,
+            all_closed,
         })
     }
 
@@ -114,18 +129,23 @@ impl Proxy {
         &self.addresses
     }
 
-    /// Stops accepting connections and waits for the accept loops to end.
-    pub async fn shutdown(mut self) {
-        let _ = self.stop.send(true);
+    /// Stops accepting connections, closes idle ones, and waits up to
+    /// `drain` for the requests in flight to finish (a streamed answer
+    /// included); true when all did.
+    pub async fn shutdown(mut self, drain: Duration) -> bool {
+        self.stop.stop();
         for accept_loop in self.accept_loops.drain(..) {
             let _ = accept_loop.await;
         }
+        tokio::time::timeout(drain, self.all_closed.recv())
+            .await
+            .is_ok()
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        let _ = self.stop.send(true);
+        self.stop.stop();
     }
 }
 
@@ -133,12 +153,13 @@ async fn accept_loop(
     tcp: TcpListener,
     app: Routes,
     tls: Option<TlsAcceptor>,
-    mut stopped: watch::Receiver<bool>,
+    stopped: StopListener,
+    open: Open,
 ) {
     loop {
         let accepted = tokio::select! {
             accepted = tcp.accept() => accepted,
-            _ = stopped.changed() => return,
+            () = stopped.stopped() => return,
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,
@@ -148,26 +169,31 @@ async fn accept_loop(
                 continue;
             }
         };
-        tokio::spawn(serve_connection(stream, app.clone(), tls.clone()));
+        tokio::spawn(serve_connection(
+            stream,
+            app.clone(),
+            tls.clone(),
+            stopped.clone(),
+            open.clone(),
+        ));
     }
 }
 
-async fn serve_connection(stream: TcpStream, service: Routes, tls: Option<TlsAcceptor>) {
+/// Serves one connection until it ends; once the proxy stops, the
+/// connection finishes the request in flight (if any) and closes.
+async fn serve_connection(
+    stream: TcpStream,
+    service: Routes,
+    tls: Option<TlsAcceptor>,
+    stopped: StopListener,
+    _open: Open,
+) {
     let _ = stream.set_nodelay(true);
-    let builder = auto::Builder::new(TokioExecutor::new());
     let served = match tls {
-        None => {
-            builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-        }
+        None => serve_until_stopped(TokioIo::new(stream), service, stopped).await,
         Some(acceptor) => {
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                Ok(Ok(stream)) => {
-                    builder
-                        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                        .await
-                }
+                Ok(Ok(stream)) => serve_until_stopped(TokioIo::new(stream), service, stopped).await,
                 Ok(Err(error)) => {
                     tracing::debug!(%error, "TLS handshake failed");
                     return;
@@ -182,4 +208,29 @@ async fn serve_connection(stream: TcpStream, service: Routes, tls: Option<TlsAcc
     if let Err(error) = served {
         tracing::debug!(%error, "connection ended with an error");
     }
+}
+
+/// HTTP/1.1 or HTTP/2 on `io`; when the proxy stops, a graceful shutdown
+/// of the connection (HTTP/1: close after the response in flight, at once
+/// when idle; HTTP/2: GOAWAY, then the open streams finish).
+async fn serve_until_stopped<I>(
+    io: I,
+    service: Routes,
+    stopped: StopListener,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(connection);
+    tokio::select! {
+        // The connection first: the stop signal is checked only when the
+        // connection has nothing to do.
+        biased;
+        served = connection.as_mut() => return served,
+        () = stopped.stopped() => {}
+    }
+    connection.as_mut().graceful_shutdown();
+    connection.await
 }

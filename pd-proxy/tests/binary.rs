@@ -65,6 +65,7 @@ fn help_documents_the_llm_d_flags() {
         "--enable-tls",
         "--tls-insecure-skip-verify",
         "--data-parallel-size",
+        "--connect-timeout-ms",
         "--configuration",
         "--configuration-file",
     ] {
@@ -215,4 +216,47 @@ async fn on_one_cpu_the_proxy_serves_from_one_thread() {
         .unwrap()
         .count();
     assert_eq!(threads, 1, "one thread serves on one CPU");
+}
+
+/// SIGTERM (what Kubernetes sends a sidecar) while an answer streams: the
+/// proxy stops accepting, lets the answer finish, then exits cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_a_streaming_answer_finish_before_exiting() {
+    const EVENTS: usize = 20;
+    let decoder = Fake::start(slow_decoder(EVENTS, Duration::from_millis(50))).await;
+    let (mut child, address) = Running::start(Command::new(BINARY).args([
+        "--port=0",
+        "--secure-proxy=false",
+        "--bind-address=127.0.0.1",
+        "--decoder-host=127.0.0.1",
+        &format!("--vllm-port={}", decoder.address.port()),
+    ]))
+    .await;
+    let mut response = client()
+        .post(format!("http://{address}/v1/chat/completions"))
+        .body(chat_body(true).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut text = String::from_utf8(response.chunk().await.unwrap().unwrap().to_vec()).unwrap();
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    while let Some(chunk) = response.chunk().await.expect("the stream is not cut") {
+        text.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    assert_eq!(sse_events(&text).len(), EVENTS, "{text}");
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let exit = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exit.success(), "{exit:?}");
+    assert!(
+        tokio::net::TcpStream::connect(&address).await.is_err(),
+        "nothing listens after the exit"
+    );
 }

@@ -443,3 +443,28 @@ async fn wait_for<T>(mut probe: impl FnMut() -> Option<T>) -> T {
     }
     panic!("condition not met in time");
 }
+
+/// Shutdown closes kept-alive connections that are idle instead of waiting
+/// for their clients to close them.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_idle_kept_alive_connections() {
+    let decoder = Fake::start(decoder()).await;
+    let proxy = start_proxy(config(&decoder)).await;
+    let client = client();
+    let url = format!("http://{}/v1/chat/completions", proxy.address());
+    for _ in 0..2 {
+        let response = client
+            .post(&url)
+            .body(chat_body(false).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    assert!(
+        proxy.shutdown(std::time::Duration::from_secs(60)).await,
+        "the idle connection held the shutdown"
+    );
+    drop(client);
+}

@@ -68,6 +68,8 @@ pub enum Reply {
     Delayed(Duration, Box<Reply>),
     /// `307 Temporary Redirect` to this location.
     Redirect(String),
+    /// SSE events (then `[DONE]`), each sent after a pause.
+    SlowSse(Vec<Value>, Duration),
 }
 
 pub type Behaviour = Arc<dyn Fn(&Seen) -> Reply + Send + Sync>;
@@ -253,6 +255,17 @@ fn respond(
                     .collect();
                 sse_response(Body::from_stream(futures_util::stream::iter(chunks)))
             }
+            Reply::SlowSse(events, pause) => {
+                let lines = events
+                    .into_iter()
+                    .map(|event| format!("data: {event}\n\n"))
+                    .chain(std::iter::once("data: [DONE]\n\n".to_owned()));
+                let stream = futures_util::stream::iter(lines).then(move |line| async move {
+                    tokio::time::sleep(pause).await;
+                    Ok::<_, std::io::Error>(Bytes::from(line))
+                });
+                sse_response(Body::from_stream(stream))
+            }
             Reply::Endless => {
                 let guard = CountOnDrop(cancelled);
                 let stream = futures_util::stream::unfold(guard, |guard| async move {
@@ -310,6 +323,14 @@ pub fn prefiller() -> Behaviour {
                 "kv_transfer_params": prefiller_params()
             }),
         )
+    })
+}
+
+/// A decoder that streams `events` chunks of its answer, `pause` apart.
+pub fn slow_decoder(events: usize, pause: Duration) -> Behaviour {
+    Arc::new(move |_| {
+        let chunk = json!({"id": "c3", "choices": [{"index": 0, "delta": {"content": "x"}}]});
+        Reply::SlowSse(vec![chunk; events], pause)
     })
 }
 
