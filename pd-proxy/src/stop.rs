@@ -87,23 +87,23 @@ pub struct Stopped {
 impl Future for Stopped {
     type Output = ();
 
-    fn poll(mut self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<()> {
-        if self.shared.stopped.load(Ordering::Acquire) {
+    fn poll(self: Pin<&mut Self>, task: &mut Context<'_>) -> Poll<()> {
+        let Stopped { shared, registered } = self.get_mut();
+        if shared.stopped.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
-        if let Some((_, waker)) = &self.registered
+        if let Some((_, waker)) = registered
             && waker.will_wake(task.waker())
         {
             return Poll::Pending;
         }
-        let shared = self.shared.clone();
         let mut waiting = shared.waiting();
         // Checked again under the lock: `stop` takes the wakers under it
         // after raising the flag, so a wait registered here is never missed.
         if shared.stopped.load(Ordering::Acquire) {
             return Poll::Ready(());
         }
-        let id = match &self.registered {
+        let id = match registered {
             Some((id, _)) => *id,
             None => {
                 waiting.next_id += 1;
@@ -111,7 +111,7 @@ impl Future for Stopped {
             }
         };
         waiting.wakers.insert(id, task.waker().clone());
-        self.registered = Some((id, task.waker().clone()));
+        *registered = Some((id, task.waker().clone()));
         Poll::Pending
     }
 }

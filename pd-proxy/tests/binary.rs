@@ -48,6 +48,18 @@ impl Drop for Running {
     }
 }
 
+/// Posts a chat completion, streamed or not, to the proxy at `address`.
+async fn post_chat(address: &str, stream: bool) -> reqwest::Response {
+    let response = client()
+        .post(format!("http://{address}/v1/chat/completions"))
+        .body(chat_body(stream).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response
+}
+
 #[test]
 fn help_documents_the_llm_d_flags() {
     let output = Command::new(BINARY).arg("--help").output().unwrap();
@@ -204,14 +216,7 @@ async fn on_one_cpu_the_proxy_serves_from_one_thread() {
             .env("OTEL_SDK_DISABLED", "true"),
     )
     .await;
-    let response = client()
-        .post(format!("http://{address}/v1/chat/completions"))
-        .body(chat_body(false).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.bytes().await.unwrap();
+    post_chat(&address, false).await.bytes().await.unwrap();
     let threads = std::fs::read_dir(format!("/proc/{}/task", child.0.id()))
         .unwrap()
         .count();
@@ -232,13 +237,7 @@ async fn sigterm_lets_a_streaming_answer_finish_before_exiting() {
         &format!("--vllm-port={}", decoder.address.port()),
     ]))
     .await;
-    let mut response = client()
-        .post(format!("http://{address}/v1/chat/completions"))
-        .body(chat_body(true).to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    let mut response = post_chat(&address, true).await;
     let mut text = String::from_utf8(response.chunk().await.unwrap().unwrap().to_vec()).unwrap();
 
     let status = Command::new("kill")

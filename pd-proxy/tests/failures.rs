@@ -148,11 +148,6 @@ fn black_hole() -> (tokio::net::TcpListener, std::net::TcpStream) {
     (listener, queued)
 }
 
-/// Long enough that only the connect timeout can end a request first:
-/// without it, a connection attempt lasts the kernel's SYN retries (about
-/// two minutes).
-const UNLESS_CONNECT_TIMES_OUT: Duration = Duration::from_secs(60);
-
 #[tokio::test]
 async fn an_unanswering_decoder_is_a_502_once_the_connect_timeout_passes() {
     let (hole, _queued) = black_hole();

@@ -89,13 +89,9 @@ async fn listener_uses_the_certificate_in_cert_path() {
 async fn upstreams_are_called_over_tls_when_enabled() {
     let prefill = Fake::start_tls(prefiller()).await;
     let decoder = Fake::start_tls(decoder()).await;
-    let insecure = UpstreamTls {
-        enabled: true,
-        insecure_skip_verify: true,
-    };
     let mut c = config(&decoder);
-    c.prefiller_tls = insecure;
-    c.decoder_tls = insecure;
+    c.prefiller_tls = INSECURE_TLS;
+    c.decoder_tls = INSECURE_TLS;
     let proxy = start_proxy(c).await;
     let response = post_pd_chat(&proxy, &prefill, false).await;
     assert_eq!(response.status(), 200);
@@ -122,7 +118,7 @@ async fn upstreams_are_called_over_tls_when_enabled() {
         enabled: true,
         insecure_skip_verify: false,
     };
-    c.decoder_tls = insecure;
+    c.decoder_tls = INSECURE_TLS;
     c.prefill_retry.max_retries = 0;
     let verifying = start_proxy(c).await;
     let response = post_pd_chat(&verifying, &prefill, false).await;
@@ -147,16 +143,11 @@ async fn a_tls_decoder_that_never_answers_the_handshake_is_a_502_after_the_conne
     let decoder = Fake::start(decoder()).await;
     let mut c = config(&decoder);
     c.vllm_port = port;
-    c.decoder_tls = UpstreamTls {
-        enabled: true,
-        insecure_skip_verify: true,
-    };
+    c.decoder_tls = INSECURE_TLS;
     c.connect_timeout = std::time::Duration::from_millis(200);
     let proxy = start_proxy(c).await;
-    // Without the timeout the handshake would wait for as long as the
-    // connection stays open.
     let response = tokio::time::timeout(
-        std::time::Duration::from_secs(60),
+        UNLESS_CONNECT_TIMES_OUT,
         post(&proxy, "/v1/models", None, &serde_json::json!({})),
     )
     .await
@@ -185,9 +176,10 @@ async fn redirects_are_passed_back_not_followed(tls: bool) {
     };
     let prefill = start(redirecting.clone()).await;
     let decoder = start(redirecting).await;
-    let upstream_tls = UpstreamTls {
-        enabled: tls,
-        insecure_skip_verify: tls,
+    let upstream_tls = if tls {
+        INSECURE_TLS
+    } else {
+        UpstreamTls::default()
     };
     let mut c = config(&decoder);
     c.prefiller_tls = upstream_tls;

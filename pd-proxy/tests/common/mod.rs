@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use llmd_pd_proxy::config::{Config, ListenerTls};
+use llmd_pd_proxy::config::{Config, ListenerTls, UpstreamTls};
 use llmd_pd_proxy::{KvConnector, Proxy};
 use llmd_runtime::http::ServerTraceLayer;
 use llmd_runtime::span::{SpanKind, SpanMeta};
@@ -364,6 +364,17 @@ pub fn decoder() -> Behaviour {
 pub fn always(status: StatusCode, body: Value) -> Behaviour {
     Arc::new(move |_| Reply::Json(status, body.clone()))
 }
+
+/// Long enough that only the connect timeout can end a request first:
+/// without it, a connection attempt lasts the kernel's SYN retries (about
+/// two minutes), and a TLS handshake as long as the connection is open.
+pub const UNLESS_CONNECT_TIMES_OUT: Duration = Duration::from_secs(60);
+
+/// Upstream TLS that accepts the fakes' self-signed certificates.
+pub const INSECURE_TLS: UpstreamTls = UpstreamTls {
+    enabled: true,
+    insecure_skip_verify: true,
+};
 
 /// A configuration for a proxy on loopback in front of `decoder`.
 pub fn config(decoder: &Fake) -> Config {
