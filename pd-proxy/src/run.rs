@@ -17,6 +17,7 @@ pub async fn run(cli: Cli) -> ExitCode {
         }
     };
     let telemetry = llmd_runtime::telemetry::init("llm-d-pd-proxy");
+    let stopping = llmd_runtime::shutdown::signal();
     let proxy = match Proxy::start(config).await {
         Ok(proxy) => proxy,
         Err(error) => {
@@ -27,7 +28,7 @@ pub async fn run(cli: Cli) -> ExitCode {
     for address in proxy.addresses() {
         println!("llmd-pd-proxy listening on {address}");
     }
-    llmd_runtime::shutdown::signal().await;
+    stopping.await;
     if !proxy.shutdown(crate::server::DRAIN_TIMEOUT).await {
         tracing::warn!(
             "requests still in flight after {} s were cut off at shutdown",

@@ -2,27 +2,41 @@
 //! Kubernetes and process supervisors send), so that a stopping service
 //! flushes its spans either way.
 
-/// Resolves on the first SIGINT or SIGTERM. A signal whose handler cannot be
-/// installed is not waited for; if neither can be, this never resolves.
-pub async fn signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
+use std::future::Future;
+
+/// Installs the handlers of SIGINT and, on Unix, SIGTERM at once, and
+/// resolves on the first of them. Call it (inside the runtime) before the
+/// service announces that it listens: until a handler is installed, the
+/// signal kills the process. A signal whose handler cannot be installed is
+/// not waited for; if neither can be, the future never resolves.
+pub fn signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{Signal, SignalKind};
+        let install = |kind| tokio::signal::unix::signal(kind).ok();
+        let interrupt = install(SignalKind::interrupt());
+        let terminate = install(SignalKind::terminate());
+        let received = |signal: Option<Signal>| async move {
+            match signal {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        async move {
+            tokio::select! {
+                () = received(interrupt) => {}
+                () = received(terminate) => {}
+            }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
+    {
+        async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }

@@ -39,6 +39,7 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let stopping = llmd_runtime::shutdown::signal();
     match listener.local_addr() {
         Ok(address) => println!("llmd-scheduler listening on {address}"),
         Err(error) => tracing::warn!(%error, "listening address unknown"),
@@ -46,7 +47,7 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
     tracing::info!(listen = %options.listen, "llmd-scheduler serving");
     let outcome = tokio::select! {
         served = app.serve(listener) => served,
-        () = llmd_runtime::shutdown::signal() => Ok(()),
+        () = stopping => Ok(()),
     };
     drop(app);
     drop(telemetry);

@@ -30,6 +30,7 @@ pub fn run(args: Args) -> ExitCode {
     let result = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let server = SimServer::start(config, listener, |name| std::env::var(name).ok()).await?;
+        let stopping = llmd_runtime::shutdown::signal();
         // Startup lines on stdout, for whoever started the process on port 0.
         println!("vllm-sim listening on {}", server.local_addr());
         if let Some(events) = server.kv_events() {
@@ -38,7 +39,7 @@ pub fn run(args: Args) -> ExitCode {
                 println!("vllm-sim kv events replay on {replay}");
             }
         }
-        llmd_runtime::shutdown::signal().await;
+        stopping.await;
         server.shutdown().await?;
         Ok::<_, Box<dyn std::error::Error>>(())
     });

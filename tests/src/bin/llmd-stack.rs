@@ -173,11 +173,15 @@ fn run_stack(cli: &Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
         .build()?;
 
     let passed = if cli.serve {
+        let stopping = {
+            let _inside = runtime.enter();
+            llmd_runtime::shutdown::signal()
+        };
         serve::print_endpoints(&stack, &receiver, &mut out)?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         runtime.spawn(async move {
-            llmd_runtime::shutdown::signal().await;
+            stopping.await;
             flag.store(true, Ordering::Relaxed);
         });
         serve::print_traces(&receiver, &stop, &mut out)?;
