@@ -6,7 +6,8 @@ use crate::{Cli, Proxy};
 use std::process::ExitCode;
 
 /// Runs the proxy `cli` describes until SIGINT or SIGTERM, then lets the
-/// requests in flight finish (up to [`crate::server::DRAIN_TIMEOUT`]);
+/// requests in flight finish (up to
+/// [`llmd_runtime::shutdown::DRAIN_TIMEOUT`]);
 /// prints its listening addresses on stdout.
 pub async fn run(cli: Cli) -> ExitCode {
     let config = match cli.resolve() {
@@ -29,12 +30,8 @@ pub async fn run(cli: Cli) -> ExitCode {
         println!("llmd-pd-proxy listening on {address}");
     }
     stopping.await;
-    if !proxy.shutdown(crate::server::DRAIN_TIMEOUT).await {
-        tracing::warn!(
-            "requests still in flight after {} s were cut off at shutdown",
-            crate::server::DRAIN_TIMEOUT.as_secs()
-        );
-    }
+    let drain = llmd_runtime::shutdown::DRAIN_TIMEOUT;
+    llmd_runtime::shutdown::warn_unless_drained(proxy.shutdown(drain).await, drain);
     drop(telemetry);
     ExitCode::SUCCESS
 }

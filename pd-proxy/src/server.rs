@@ -26,10 +26,6 @@ pub static REQUEST_SPAN: SpanMeta =
 /// Longest a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// How long [`Proxy::shutdown`] lets requests in flight finish, as
-/// llm-d's sidecar does.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {

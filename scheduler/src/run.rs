@@ -8,7 +8,9 @@ use crate::cli::{CliError, parse_args};
 use std::process::ExitCode;
 
 /// Runs the scheduler the arguments (without the program name) describe
-/// until SIGINT or SIGTERM; prints its listening address on stdout.
+/// until SIGINT or SIGTERM, then lets the requests in flight finish (up to
+/// [`llmd_runtime::shutdown::DRAIN_TIMEOUT`]); prints its listening
+/// address on stdout.
 pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
     let options = match parse_args(args) {
         Ok(options) => options,
@@ -45,14 +47,15 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
         Err(error) => tracing::warn!(%error, "listening address unknown"),
     }
     tracing::info!(listen = %options.listen, "llmd-scheduler serving");
-    let outcome = tokio::select! {
-        served = app.serve(listener) => served,
-        () = stopping => Ok(()),
-    };
+    let drain = llmd_runtime::shutdown::DRAIN_TIMEOUT;
+    let outcome = app.serve_until(listener, stopping, drain).await;
+    if let Ok(drained) = outcome {
+        llmd_runtime::shutdown::warn_unless_drained(drained, drain);
+    }
     drop(app);
     drop(telemetry);
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("llmd-scheduler: {error}");
             ExitCode::FAILURE

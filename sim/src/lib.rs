@@ -18,7 +18,7 @@
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! let server = SimServer::start(SimConfig::new("my-model"), listener, |_| None).await?;
 //! println!("vLLM simulator on {}", server.local_addr());
-//! server.shutdown().await?;
+//! server.shutdown(llmd_runtime::shutdown::DRAIN_TIMEOUT).await?;
 //! # Ok(()) }
 //! ```
 

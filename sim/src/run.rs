@@ -8,8 +8,10 @@ use llmd_runtime::telemetry::{self, TelemetryConfig, TelemetryGuard};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-/// Runs a simulator as `args` say until SIGINT or SIGTERM; prints its
-/// listening addresses on stdout.
+/// Runs a simulator as `args` say until SIGINT or SIGTERM, then lets the
+/// requests in flight finish (up to
+/// [`llmd_runtime::shutdown::DRAIN_TIMEOUT`]); prints its listening
+/// addresses on stdout.
 pub fn run(args: Args) -> ExitCode {
     let telemetry = init_telemetry(args.otlp_traces_endpoint.as_deref());
     let addr = SocketAddr::new(args.host, args.port);
@@ -40,7 +42,8 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
         stopping.await;
-        server.shutdown().await?;
+        let drain = llmd_runtime::shutdown::DRAIN_TIMEOUT;
+        llmd_runtime::shutdown::warn_unless_drained(server.shutdown(drain).await?, drain);
         Ok::<_, Box<dyn std::error::Error>>(())
     });
     drop(telemetry);

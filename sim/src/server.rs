@@ -10,6 +10,7 @@ use llmd_kv_cache::vllm_hash::VllmBlockHasher;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -106,11 +107,21 @@ impl SimServer {
         self.kv_events.as_ref()
     }
 
-    /// Stops accepting requests and waits for the open ones to finish.
-    pub async fn shutdown(self) -> io::Result<()> {
+    /// Stops accepting requests, closes idle kept-alive connections and
+    /// waits up to `drain` for the requests in flight to finish (a streamed
+    /// answer included); gives whether all did. Past `drain`, the server
+    /// task is aborted and the requests left are cut off when the runtime
+    /// stops.
+    pub async fn shutdown(mut self, drain: Duration) -> io::Result<bool> {
         // The server may already have stopped on its own.
         let _ = self.shutdown.send(());
-        self.task.await.map_err(io::Error::other)?
+        match tokio::time::timeout(drain, &mut self.task).await {
+            Ok(joined) => joined.map_err(io::Error::other)?.map(|()| true),
+            Err(_) => {
+                self.task.abort();
+                Ok(false)
+            }
+        }
     }
 }
 

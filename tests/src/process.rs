@@ -244,10 +244,16 @@ impl ComponentProcess {
     /// supervisors do), waits up to five seconds, then kills it; returns
     /// how it exited.
     pub fn terminate(&mut self) -> std::io::Result<ExitStatus> {
+        self.ask_to_terminate();
+        self.wait_or_kill()
+    }
+
+    /// Asks the child to stop with SIGTERM without waiting; nothing if it
+    /// has already exited.
+    pub fn ask_to_terminate(&mut self) {
         if matches!(self.child.try_wait(), Ok(None)) {
             send_signal(self.child.id(), libc::SIGTERM);
         }
-        self.wait_or_kill()
     }
 
     fn wait_or_kill(&mut self) -> std::io::Result<ExitStatus> {

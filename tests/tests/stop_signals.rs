@@ -9,9 +9,10 @@ use llmd_runtime::testing::otlp_receiver::OtlpReceiver;
 use llmd_tests::component::Component;
 use llmd_tests::process::{ComponentProcess, Launch};
 use llmd_tests::sampling::Sampling;
-use llmd_tests::stack::{DEFAULT_MODEL, PodRole, StackOptions, Tracing};
+use llmd_tests::stack::{DEFAULT_MODEL, PodRole, SimLatency, StackOptions, Tracing, readiness};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::time::Duration;
 use support::WAIT;
 
 /// Stack options exporting every span to `receiver`.
@@ -144,4 +145,116 @@ fn the_scheduler_flushes_its_spans_and_exits_zero_on_sigterm() {
         &body,
         "gateway.request",
     );
+}
+
+/// Tokens of the answers streamed while a process is stopped, one every
+/// [`SLOW_TOKENS`]`.inter_token_latency`.
+const STREAMED_TOKENS: usize = 20;
+
+/// A simulated model slow enough that SIGTERM arrives mid-answer.
+const SLOW_TOKENS: SimLatency = SimLatency {
+    inter_token_latency: Duration::from_millis(50),
+    ..SimLatency::NONE
+};
+
+/// Starts a simulated decode pod streaming at [`SLOW_TOKENS`]' pace;
+/// gives it and its address.
+fn slow_pod(name: &str) -> (ComponentProcess, String) {
+    let options = StackOptions {
+        latency: SLOW_TOKENS,
+        ..StackOptions::new(support::launcher(), Tracing::Off)
+    };
+    let launch = options.vllm_launch(name, PodRole::Decode);
+    let dir = support::log_dir(name);
+    std::fs::create_dir_all(&dir).expect("log dir");
+    let mut pod = ComponentProcess::spawn(&support::launcher(), &launch, &dir).expect("starts");
+    let address = pod
+        .wait_for_line("vllm-sim listening on ", WAIT)
+        .expect("listening");
+    (pod, address)
+}
+
+/// Sends a streamed chat completion of [`STREAMED_TOKENS`] tokens to
+/// `address`, sends `process` SIGTERM once the first event has arrived,
+/// and checks that the answer still ends with its usage and `[DONE]` and
+/// that the process then exits 0.
+fn finishes_a_stream_on_sigterm(process: &mut ComponentProcess, address: &str) {
+    let body = format!(
+        r#"{{"model":"{DEFAULT_MODEL}","messages":[{{"role":"user","content":"hi"}}],"max_tokens":{STREAMED_TOKENS},"stream":true,"stream_options":{{"include_usage":true}}}}"#
+    );
+    let mut stream = TcpStream::connect(address).expect("connects");
+    write!(
+        stream,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("request sent");
+    let mut answer = Vec::new();
+    let mut buffer = [0; 4096];
+    while !String::from_utf8_lossy(&answer).contains("data: {") {
+        let read = stream.read(&mut buffer).expect("answer read");
+        assert_ne!(read, 0, "{}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buffer[..read]);
+    }
+
+    process.ask_to_terminate();
+    stream
+        .read_to_end(&mut answer)
+        .expect("the answer is not cut");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains(&format!(r#""completion_tokens":{STREAMED_TOKENS}"#)),
+        "{answer}"
+    );
+    assert!(answer.contains("data: [DONE]"), "{answer}");
+    assert!(
+        answer.ends_with("0\r\n\r\n"),
+        "the chunked body ends: {answer}"
+    );
+    let status = process.terminate().expect("stopped");
+    assert!(status.success(), "{}: {status}", process.name());
+}
+
+#[test]
+fn the_simulator_finishes_a_streamed_answer_on_sigterm() {
+    let (mut pod, address) = slow_pod("vllm-sigterm-stream");
+    finishes_a_stream_on_sigterm(&mut pod, &address);
+}
+
+#[test]
+fn the_scheduler_finishes_a_streamed_answer_on_sigterm() {
+    let (_pod, pod_address) = slow_pod("vllm-behind-scheduler-sigterm");
+    let dir = support::log_dir("scheduler-sigterm-stream-files");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let pool = dir.join("pool.yaml");
+    std::fs::write(
+        &pool,
+        format!("endpoints:\n- address: {pod_address}\n  model: {DEFAULT_MODEL}\n"),
+    )
+    .expect("pool written");
+    let launch = Launch {
+        name: "scheduler-sigterm-stream".into(),
+        component: Component::Scheduler,
+        args: vec![
+            "--pool".into(),
+            pool.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--no-reload".into(),
+        ],
+        env: StackOptions::new(support::launcher(), Tracing::Off).telemetry_env("llm-d-scheduler"),
+    };
+    let mut scheduler =
+        ComponentProcess::spawn(&support::launcher(), &launch, &dir).expect("starts");
+    let address = scheduler
+        .wait_for_line("llmd-scheduler listening on ", WAIT)
+        .expect("listening");
+    let gateway = address.parse().expect("a socket address");
+    readiness::wait_until(gateway, "/metrics", WAIT, |status, body| {
+        status == 200 && readiness::all_pods_ready(body, 1)
+    })
+    .expect("the pod is ready");
+    finishes_a_stream_on_sigterm(&mut scheduler, &address);
 }
