@@ -16,6 +16,9 @@ counting is shared with the scheduler's benchmark:
 decoder as they are; `--path pd` names the same backend as the prefiller
 (`x-prefiller-host-port`), so each request runs the nixlv2 flow: a prefill
 leg, its `kv_transfer_params` read and written into the decode leg.
+`--tls` puts the backend behind TLS (a self-signed certificate made with
+`openssl`), reached with `--enable-tls prefiller,decoder
+--tls-insecure-skip-verify prefiller,decoder`.
 
 Configurations: tracing off (`OTEL_SDK_DISABLED=true`) and tracing on at
 100 % with spans recorded and dropped (`OTEL_TRACES_EXPORTER=none`, the
@@ -25,13 +28,15 @@ by a few thousand instructions per request from run to run.
 
 Needs valgrind and a release build:
     cargo build --release -p llmd-pd-proxy
-    python3 pd-proxy/benches/instructions_per_request.py --rounds 3 [--path pd]
+    python3 pd-proxy/benches/instructions_per_request.py --rounds 3 [--path pd] [--tls]
 """
 
 import http.server
 import multiprocessing
 import os
 import pathlib
+import ssl
+import subprocess
 import sys
 import tempfile
 import time
@@ -77,17 +82,41 @@ class Backend(http.server.BaseHTTPRequestHandler):
 
 
 
+def tls_context():
+    """A server context with a new self-signed certificate for 127.0.0.1."""
+    with tempfile.TemporaryDirectory() as directory:
+        cert = os.path.join(directory, "cert.pem")
+        key = os.path.join(directory, "key.pem")
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+             "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1", "-keyout", key, "-out", cert],
+            check=True,
+            capture_output=True,
+        )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+    return context
+
+
+def options(parser):
+    """This benchmark's own options."""
+    parser.add_argument("--path", choices=["decode", "pd"], default="decode")
+    parser.add_argument("--tls", action="store_true")
+
+
 def main():
     args = counting.arguments(
         __doc__,
         "target/release/llmd-pd-proxy",
         200,
         800,
-        lambda parser: parser.add_argument("--path", choices=["decode", "pd"], default="decode"),
+        options,
     )
 
     backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Backend)
     backend_port = backend.server_address[1]
+    if args.tls:
+        backend.socket = tls_context().wrap_socket(backend.socket, server_side=True)
     serving = multiprocessing.Process(target=backend.serve_forever, daemon=True)
     serving.start()
     backend.socket.close()
@@ -96,6 +125,8 @@ def main():
         "--decoder-host", "127.0.0.1", "--bind-address", "127.0.0.1",
         "--secure-proxy=false",
     ]
+    if args.tls:
+        command += ["--enable-tls", "prefiller,decoder", "--tls-insecure-skip-verify", "prefiller,decoder"]
     headers = {"content-type": "application/json", "traceparent": TRACEPARENT}
     if args.path == "pd":
         headers["x-prefiller-host-port"] = f"127.0.0.1:{backend_port}"

@@ -43,9 +43,9 @@ pub enum StartError {
     /// The listener's certificate is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// The upstream client could not be built.
-    #[error("cannot build the upstream client: {0}")]
-    Client(#[from] reqwest::Error),
+    /// TLS towards the upstreams could not be set up.
+    #[error("cannot set up TLS towards the upstreams: {0}")]
+    UpstreamTls(#[from] rustls::Error),
 }
 
 /// A running proxy. Dropping it stops accepting connections.

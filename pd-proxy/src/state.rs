@@ -41,22 +41,17 @@ impl Shared {
     pub fn new(config: Config) -> Result<Shared, StartError> {
         let prefillers = Upstream::new(config.prefiller_tls, config.connect_timeout)?;
         let allowlist = Allowlist::new(config.allowed_prefill_hosts.as_deref());
-        let decoder_tls = config
-            .decoder_tls
-            .enabled
-            .then(|| upstream::tls_client(config.decoder_tls, config.connect_timeout))
-            .transpose()?;
+        let decoder_tls = upstream::tls_config(config.decoder_tls)?;
         let decoders = (0..config.data_parallel_size)
             .map(|rank| {
                 let host_port = format!("{}:{}", config.decoder_host, config.vllm_port + rank);
                 let authority = Authority::try_from(host_port.as_str()).map_err(|_| {
                     ConfigError::Invalid(format!("decoder address {host_port:?} is not host:port"))
                 })?;
+                let origin = Origin::new(authority, config.connect_timeout, decoder_tls.clone())
+                    .map_err(|error| ConfigError::Invalid(format!("decoder: {error}")))?;
                 Ok(Decoder {
-                    origin: match &decoder_tls {
-                        Some(client) => Origin::tls(client.clone(), &authority),
-                        None => Origin::plain(authority, config.connect_timeout),
-                    },
+                    origin,
                     target: Identifier::new(&host_port),
                 })
             })
@@ -144,7 +139,7 @@ mod tests {
         let l = listener(0, 3);
         let (d, dp) = l.decoder_for(&with_header("10.0.0.5:8002")).unwrap();
         assert_eq!((d.target.as_str(), dp), ("localhost:9003", true));
-        assert!(matches!(&d.origin, Origin::Plain(_)));
+        assert!(!d.origin.is_tls());
         let (d, dp) = l.decoder_for(&HeaderMap::new()).unwrap();
         assert_eq!((d.target.as_str(), dp), ("localhost:9001", false));
         assert!(matches!(
@@ -163,12 +158,9 @@ mod tests {
         config.vllm_port = 9001;
         config.decoder_tls.enabled = true;
         let shared = Shared::new(config).unwrap();
-        assert!(
-            matches!(&shared.decoders[0].origin, Origin::Tls { base_url, .. } if base_url == "https://localhost:9001"),
-            "{:?}",
-            shared.decoders[0].origin
-        );
-        assert!(matches!(shared.prefillers, Upstream::Plain(_)));
+        assert!(shared.decoders[0].origin.is_tls());
+        assert_eq!(shared.decoders[0].target.as_str(), "localhost:9001");
+        assert!(!shared.prefillers.is_tls());
     }
 
     #[test]

@@ -1,10 +1,10 @@
 //! How the proxy reaches its upstreams (prefillers and decoders), and what
 //! is forwarded to them.
 //!
-//! Plain HTTP goes through the runtime's kept-alive connection pools: one
-//! per decoder rank, one per prefiller a request names. HTTPS goes through
-//! reqwest. Either way a call is an `http::Request` in origin form and an
-//! `http::Response` whose body streams from the upstream.
+//! Every upstream call goes through the runtime's kept-alive connection
+//! pools, plain HTTP or HTTPS alike: one per decoder rank, one per
+//! prefiller a request names. A call is an `http::Request` in origin form
+//! and an `http::Response` whose body streams from the upstream.
 
 use crate::config::UpstreamTls;
 use axum::body::Body;
@@ -12,138 +12,81 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName};
 use http::uri::Authority;
 use http::{Method, Request, Response, Uri};
-use http_body::Body as _;
-use http_body_util::BodyExt;
 use llmd_runtime::http::{OriginError, OriginPool, OriginPools};
 use llmd_runtime::propagation;
+use rustls::ClientConfig;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// Request bodies of at most this many bytes, with a known length, are
-/// read before they are handed to reqwest (they are in the first packets
-/// anyway), so that they go with their length; longer or chunked ones are
-/// streamed.
-const SMALL_BODY: u64 = 256 * 1024;
-
 /// How the proxy reaches one kind of upstream whose origins vary per
-/// request (the prefillers).
+/// request (the prefillers): a pool of kept-alive connections per origin.
 #[derive(Clone, Debug)]
-pub enum Upstream {
-    /// Plain HTTP: a pool of kept-alive connections per origin.
-    Plain(OriginPools<Authority>),
-    /// HTTPS, through this client.
-    Tls(reqwest::Client),
-}
+pub struct Upstream(OriginPools<Authority>);
 
 impl Upstream {
     /// The upstream for `tls` settings, whose connections must open within
-    /// `connect_timeout`.
-    pub fn new(tls: UpstreamTls, connect_timeout: Duration) -> Result<Upstream, reqwest::Error> {
-        Ok(if tls.enabled {
-            Upstream::Tls(tls_client(tls, connect_timeout)?)
-        } else {
-            Upstream::Plain(OriginPools::new(Some(connect_timeout)))
-        })
+    /// `connect_timeout` (the TLS handshake included).
+    pub fn new(tls: UpstreamTls, connect_timeout: Duration) -> Result<Upstream, rustls::Error> {
+        Ok(Upstream(match tls_config(tls)? {
+            Some(config) => OriginPools::with_tls(Some(connect_timeout), config),
+            None => OriginPools::new(Some(connect_timeout)),
+        }))
+    }
+
+    /// Whether its origins are reached over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.0.is_tls()
     }
 
     /// The origin at `authority`.
     pub fn origin(&self, authority: &Authority) -> Result<Origin, Failure> {
-        match self {
-            Upstream::Plain(pools) => pools
-                .pool(authority)
-                .map(Origin::Plain)
-                .map_err(|error| classify_origin(&error)),
-            Upstream::Tls(client) => Ok(Origin::tls(client.clone(), authority)),
-        }
+        self.0
+            .pool(authority)
+            .map(Origin)
+            .map_err(|error| classify_origin(&error))
     }
 }
 
-/// The client every HTTPS upstream call goes through; its connections,
-/// TLS handshake included, must open within `connect_timeout`, and it
-/// follows no redirect.
-pub fn tls_client(
-    tls: UpstreamTls,
-    connect_timeout: Duration,
-) -> Result<reqwest::Client, reqwest::Error> {
-    llmd_runtime::http::install_crypto_provider();
-    reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .connect_timeout(connect_timeout)
-        // A reverse proxy hands redirects to its client; following them
-        // would send the request to hosts SSRF protection never checked.
-        .redirect(reqwest::redirect::Policy::none())
-        .tcp_nodelay(true)
-        .no_proxy()
-        .tls_danger_accept_invalid_certs(tls.insecure_skip_verify)
-        .build()
+/// The TLS client configuration of upstreams with `tls` settings; `None`
+/// for plain HTTP.
+pub fn tls_config(tls: UpstreamTls) -> Result<Option<Arc<ClientConfig>>, rustls::Error> {
+    tls.enabled
+        .then(|| llmd_runtime::http::upstream_tls_config(tls.insecure_skip_verify))
+        .transpose()
 }
 
-/// One upstream origin; clones share its connections.
+/// One upstream origin and its kept-alive connections; clones share them.
 #[derive(Clone, Debug)]
-pub enum Origin {
-    /// Plain HTTP, through the origin's pool of kept-alive connections.
-    Plain(OriginPool),
-    /// HTTPS, through reqwest.
-    Tls {
-        /// The client.
-        client: reqwest::Client,
-        /// `https://host:port`, which request paths are appended to.
-        base_url: String,
-    },
-}
+pub struct Origin(OriginPool);
 
 impl Origin {
-    /// A plain-HTTP origin with a connection pool of its own, whose
-    /// connections must open within `connect_timeout`.
-    pub fn plain(authority: Authority, connect_timeout: Duration) -> Origin {
-        Origin::Plain(OriginPool::new(authority, Some(connect_timeout)))
+    /// The origin at `authority`, over TLS with `tls` when given, whose
+    /// connections must open within `connect_timeout` (the TLS handshake
+    /// included).
+    pub fn new(
+        authority: Authority,
+        connect_timeout: Duration,
+        tls: Option<Arc<ClientConfig>>,
+    ) -> Result<Origin, OriginError> {
+        Ok(Origin(match tls {
+            Some(config) => OriginPool::with_tls(authority, Some(connect_timeout), config)?,
+            None => OriginPool::new(authority, Some(connect_timeout)),
+        }))
     }
 
-    /// An HTTPS origin called through `client`.
-    pub fn tls(client: reqwest::Client, authority: &Authority) -> Origin {
-        Origin::Tls {
-            client,
-            base_url: format!("https://{authority}"),
-        }
+    /// Whether it is reached over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.0.is_tls()
     }
 
     /// Sends `request` (its URI in origin form, `/path?query`; the origin's
     /// `host:port` goes in `Host` when it names none) and returns the
     /// response head; the body streams from the upstream.
     pub async fn send(&self, request: Request<Body>) -> Result<Response<Body>, Failure> {
-        match self {
-            Origin::Plain(pool) => match pool.send(request).await {
-                Ok(response) => Ok(response.map(Body::new)),
-                Err(error) => Err(classify_origin(&error)),
-            },
-            // Boxed: reqwest's future is over a kilobyte, which the plain
-            // path, sharing this future, should not carry.
-            Origin::Tls { client, base_url } => Box::pin(send_tls(client, base_url, request)).await,
+        match self.0.send(request).await {
+            Ok(response) => Ok(response.map(Body::new)),
+            Err(error) => Err(classify_origin(&error)),
         }
-    }
-}
-
-/// The HTTPS path, through reqwest.
-async fn send_tls(
-    client: &reqwest::Client,
-    base_url: &str,
-    request: Request<Body>,
-) -> Result<Response<Body>, Failure> {
-    let (parts, body) = request.into_parts();
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let builder = client
-        .request(parts.method, format!("{base_url}{path}"))
-        .headers(parts.headers);
-    let builder = match body.size_hint().exact() {
-        Some(0) => builder,
-        Some(len) if len <= SMALL_BODY => match body.collect().await {
-            Ok(collected) => builder.body(collected.to_bytes()),
-            Err(_) => return Err(Failure::RequestBody),
-        },
-        _ => builder.body(reqwest::Body::wrap_stream(body.into_data_stream())),
-    };
-    match builder.send().await {
-        Ok(response) => Ok(http::Response::<reqwest::Body>::from(response).map(Body::new)),
-        Err(error) => Err(classify(&error)),
     }
 }
 
@@ -293,19 +236,8 @@ pub enum Failure {
 fn classify_origin(error: &OriginError) -> Failure {
     if error.is_refused() {
         Failure::Refused
-    } else if error.is_connect() {
-        Failure::Connect
-    } else {
-        Failure::Broken
-    }
-}
-
-/// Classifies a reqwest error.
-fn classify(error: &reqwest::Error) -> Failure {
-    if error.is_timeout() {
-        Failure::Timeout
-    } else if llmd_runtime::http::is_connection_refused(error) {
-        Failure::Refused
+    } else if error.is_request_body() {
+        Failure::RequestBody
     } else if error.is_connect() {
         Failure::Connect
     } else {

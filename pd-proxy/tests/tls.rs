@@ -220,3 +220,86 @@ async fn redirects_from_tls_upstreams_are_passed_back_not_followed() {
 async fn redirects_from_plain_upstreams_are_passed_back_not_followed() {
     redirects_are_passed_back_not_followed(false).await;
 }
+
+/// Sends `request` (raw HTTP/1.1, `connection: close`) to `proxy` and
+/// returns the status line.
+async fn raw_request(proxy: &llmd_pd_proxy::Proxy, request: String) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(proxy.address())
+        .await
+        .unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    answer.lines().next().unwrap_or_default().to_owned()
+}
+
+/// The header names an upstream received, sorted.
+fn header_names(seen: &Seen) -> Vec<String> {
+    let mut names: Vec<String> = seen.headers.keys().map(|n| n.to_string()).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn tls_upstreams_get_the_same_headers_as_plain_ones_on_kept_alive_connections() {
+    let body = chat_body(false).to_string();
+    let requests = |prefiller: &Fake| {
+        let pd = format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: proxy\r\ncontent-type: application/json\r\n\
+             x-prefiller-host-port: {}\r\nx-request-id: r-1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            prefiller.host_port(),
+            body.len()
+        );
+        let pass_through =
+            "GET /v1/models HTTP/1.1\r\nhost: proxy\r\nx-custom: 1\r\nconnection: close\r\n\r\n"
+                .to_owned();
+        [pd, pass_through]
+    };
+    let mut received = Vec::new();
+    for tls in [false, true] {
+        let (prefill, decoder) = if tls {
+            (
+                Fake::start_tls(prefiller()).await,
+                Fake::start_tls(decoder()).await,
+            )
+        } else {
+            (Fake::start(prefiller()).await, Fake::start(decoder()).await)
+        };
+        let mut c = config(&decoder);
+        if tls {
+            c.prefiller_tls = INSECURE_TLS;
+            c.decoder_tls = INSECURE_TLS;
+        }
+        let proxy = start_proxy(c).await;
+        for request in requests(&prefill) {
+            let status = raw_request(&proxy, request).await;
+            assert!(status.starts_with("HTTP/1.1 200"), "tls {tls}: {status}");
+        }
+        assert_eq!(
+            decoder.connections(),
+            1,
+            "tls {tls}: one kept-alive connection"
+        );
+        let seen = decoder.seen();
+        received.push((
+            header_names(&prefill.seen()[0]),
+            header_names(&seen[0]),
+            header_names(&seen[1]),
+            seen[1].header("host") == Some(decoder.host_port().as_str()),
+        ));
+    }
+    assert_eq!(received[1].0, received[0].0, "prefill leg");
+    assert_eq!(received[1].1, received[0].1, "decode leg");
+    assert_eq!(received[1].2, received[0].2, "pass-through");
+    assert!(
+        !received[1].2.contains(&"accept".to_owned()),
+        "no header the client did not send: {:?}",
+        received[1].2
+    );
+    assert!(
+        received.iter().all(|(_, _, _, own_host)| *own_host),
+        "the pass-through names the decoder's own authority as host"
+    );
+}

@@ -10,10 +10,11 @@
 //!   server of the workspace needs.
 //! - [`is_connection_refused`]: whether a client error means nothing
 //!   listens at the upstream's address.
-//! - [`OriginPool`]: kept-alive connections to one plain-HTTP origin, for a
-//!   proxy's calls to its local server; [`OriginPools`], one per origin (by
-//!   socket address or by authority, [`OriginKey`]), for calls to many (the
-//!   scheduler's pods, the pd-proxy's prefillers), with [`json_post`].
+//! - [`OriginPool`]: kept-alive connections to one origin, plain or over
+//!   TLS ([`upstream_tls_config`]), for a proxy's calls to its local
+//!   server; [`OriginPools`], one per origin (by socket address or by
+//!   authority, [`OriginKey`]), for calls to many (the scheduler's pods, the
+//!   pd-proxy's prefillers), with [`json_post`].
 
 mod body;
 mod client;
@@ -24,6 +25,7 @@ mod plain_http;
 mod refused;
 mod semconv;
 mod server;
+mod upstream_tls;
 
 pub use body::TracedBody;
 pub use client::RequestBuilderExt;
@@ -33,3 +35,4 @@ pub use plain_http::json_post;
 pub use refused::is_connection_refused;
 pub use semconv::server_error_type;
 pub use server::{ResponseFuture, ServerTrace, ServerTraceLayer};
+pub use upstream_tls::upstream_tls_config;

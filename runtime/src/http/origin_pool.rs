@@ -1,4 +1,5 @@
-//! Kept-alive HTTP/1 connections to one upstream origin, for a proxy's
+//! Kept-alive HTTP/1 connections, plain or over TLS, to one upstream
+//! origin, for a proxy's
 //! calls to its one local server (the pd-proxy to its decoder), and a pool
 //! per origin for a client of many (the scheduler to its pods, the
 //! pd-proxy to its prefillers).
@@ -27,6 +28,9 @@ use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioIo;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::SocketAddr;
@@ -34,6 +38,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
+use tokio_rustls::TlsConnector;
 use tower_service::Service;
 
 /// Idle connections kept at most: enough for every concurrent request of
@@ -46,7 +51,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 /// A failed exchange with the origin.
 #[derive(Debug, thiserror::Error)]
 pub enum OriginError {
-    /// No connection could be opened (refused, unreachable, timed out).
+    /// No connection could be opened (refused, unreachable, timed out, or
+    /// its TLS handshake failed).
     #[error("cannot connect to {origin}: {source}")]
     Connect {
         /// `host:port` of the origin.
@@ -59,6 +65,15 @@ pub enum OriginError {
     /// head read.
     #[error("the connection to the upstream failed: {0}")]
     Exchange(#[from] hyper::Error),
+    /// A host that TLS cannot name (not a DNS name or an IP address).
+    #[error("{origin} cannot be named in a TLS handshake: {source}")]
+    ServerName {
+        /// `host:port` of the origin.
+        origin: Authority,
+        /// Why.
+        #[source]
+        source: rustls::pki_types::InvalidDnsNameError,
+    },
     /// A socket address that makes no URI authority: every one does; the
     /// conversion is checked rather than assumed.
     #[error("{address} is not a URI authority: {source}")]
@@ -77,13 +92,24 @@ impl OriginError {
         super::is_connection_refused(self)
     }
 
-    /// Whether no connection could be opened.
+    /// Whether no connection could be opened (the origin's host cannot be
+    /// named in a TLS handshake included).
     pub fn is_connect(&self) -> bool {
-        matches!(self, OriginError::Connect { .. })
+        matches!(
+            self,
+            OriginError::Connect { .. } | OriginError::ServerName { .. }
+        )
+    }
+
+    /// Whether the request failed on its own side: its body stream ended in
+    /// an error (its client went away mid-upload).
+    pub fn is_request_body(&self) -> bool {
+        matches!(self, OriginError::Exchange(error) if error.is_user())
     }
 }
 
-/// A pool of kept-alive HTTP/1 connections to one origin; clones share it.
+/// A pool of kept-alive HTTP/1 connections to one origin, plain or over
+/// TLS; clones share it.
 /// Connections run as tasks of the runtime that opened them.
 #[derive(Clone, Debug)]
 pub struct OriginPool {
@@ -98,9 +124,36 @@ struct Shared {
     /// `http://{origin}/`, what the connector resolves and connects to.
     connect_to: Uri,
     connector: HttpConnector,
+    /// For an HTTPS origin, how its connections are secured.
+    tls: Option<TlsOrigin>,
+    /// The limit on opening a connection, TLS handshake included.
+    connect_timeout: Option<Duration>,
     /// Idle connections and when each went idle, oldest first.
     idle: Mutex<VecDeque<Idle>>,
     idle_timeout: Duration,
+}
+
+/// The TLS side of an HTTPS origin.
+#[derive(Debug)]
+struct TlsOrigin {
+    config: Arc<ClientConfig>,
+    /// The name the origin's certificate must bear (its host).
+    server_name: ServerName<'static>,
+}
+
+impl TlsOrigin {
+    fn new(origin: &Authority, config: Arc<ClientConfig>) -> Result<TlsOrigin, OriginError> {
+        let server_name = ServerName::try_from(origin.host().to_owned()).map_err(|source| {
+            OriginError::ServerName {
+                origin: origin.clone(),
+                source,
+            }
+        })?;
+        Ok(TlsOrigin {
+            config,
+            server_name,
+        })
+    }
 }
 
 #[derive(Debug)]
@@ -114,12 +167,31 @@ impl OriginPool {
     /// `TCP_NODELAY` and, when given, a connect timeout; connections idle
     /// for 90 s are closed. Opens nothing yet.
     pub fn new(origin: Authority, connect_timeout: Option<Duration>) -> OriginPool {
-        OriginPool::with_idle_timeout(origin, connect_timeout, IDLE_TIMEOUT)
+        OriginPool::with_idle_timeout(origin, connect_timeout, None, IDLE_TIMEOUT)
+    }
+
+    /// As [`OriginPool::new`], over TLS with `tls` (see
+    /// [`super::upstream_tls_config`]); the connect timeout covers the TLS
+    /// handshake too. Fails when the origin's host cannot be named in a
+    /// handshake.
+    pub fn with_tls(
+        origin: Authority,
+        connect_timeout: Option<Duration>,
+        tls: Arc<ClientConfig>,
+    ) -> Result<OriginPool, OriginError> {
+        let tls = TlsOrigin::new(&origin, tls)?;
+        Ok(OriginPool::with_idle_timeout(
+            origin,
+            connect_timeout,
+            Some(tls),
+            IDLE_TIMEOUT,
+        ))
     }
 
     fn with_idle_timeout(
         origin: Authority,
         connect_timeout: Option<Duration>,
+        tls: Option<TlsOrigin>,
         idle_timeout: Duration,
     ) -> OriginPool {
         let mut parts = http::uri::Parts::default();
@@ -134,6 +206,8 @@ impl OriginPool {
                 origin,
                 connect_to,
                 connector: super::plain_http::connector(connect_timeout),
+                tls,
+                connect_timeout,
                 idle: Mutex::new(VecDeque::new()),
                 idle_timeout,
             }),
@@ -168,6 +242,11 @@ impl OriginPool {
         }
     }
 
+    /// Whether the origin is reached over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
+    }
+
     /// Connections idle in the pool now.
     pub fn idle_connections(&self) -> usize {
         self.shared.lock_idle().len()
@@ -193,6 +272,7 @@ impl OriginPool {
     }
 
     async fn connect(&self) -> Result<SendRequest<Body>, OriginError> {
+        let started = Instant::now();
         let mut connector = self.shared.connector.clone();
         let connecting = std::future::poll_fn(|cx| connector.poll_ready(cx))
             .await
@@ -201,18 +281,53 @@ impl OriginPool {
             Ok(connecting) => connecting.await,
             Err(error) => Err(error),
         }
-        .map_err(|error| OriginError::Connect {
-            origin: self.shared.origin.clone(),
-            source: Box::new(error),
-        })?;
-        let (sender, connection) = http1::handshake(io).await?;
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "upstream connection ended with an error");
+        .map_err(|error| self.connect_error(error))?;
+        match &self.shared.tls {
+            None => handshake(io).await,
+            Some(tls) => {
+                let handshaking = TlsConnector::from(tls.config.clone())
+                    .connect(tls.server_name.clone(), io.into_inner());
+                let tls_io = match self.shared.connect_timeout {
+                    None => handshaking.await,
+                    Some(limit) => tokio::time::timeout_at((started + limit).into(), handshaking)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::TimedOut,
+                                "the TLS handshake did not finish within the connect timeout",
+                            ))
+                        }),
+                }
+                .map_err(|error| self.connect_error(error))?;
+                handshake(TokioIo::new(tls_io)).await
             }
-        });
-        Ok(sender)
+        }
     }
+
+    fn connect_error(
+        &self,
+        error: impl Into<Box<dyn std::error::Error + Send + Sync>>,
+    ) -> OriginError {
+        OriginError::Connect {
+            origin: self.shared.origin.clone(),
+            source: error.into(),
+        }
+    }
+}
+
+/// Starts HTTP/1 on a new connection `io`, running the connection as a
+/// task; gives the handle requests are sent through.
+async fn handshake<I>(io: I) -> Result<SendRequest<Body>, OriginError>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (sender, connection) = http1::handshake(io).await?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
 }
 
 /// What [`OriginPools`] tells origins apart by: a socket address (the
@@ -255,6 +370,8 @@ pub struct OriginPools<K = SocketAddr> {
 struct PoolsShared<K> {
     pools: RwLock<HashMap<K, OriginPool>>,
     connect_timeout: Option<Duration>,
+    /// For HTTPS origins, their TLS client configuration.
+    tls: Option<Arc<ClientConfig>>,
     idle_timeout: Duration,
 }
 
@@ -262,20 +379,33 @@ impl<K: OriginKey> OriginPools<K> {
     /// No pools yet; connections get `TCP_NODELAY` and, when given, a
     /// connect timeout, and are closed after 90 s idle.
     pub fn new(connect_timeout: Option<Duration>) -> OriginPools<K> {
-        OriginPools::with_idle_timeout(connect_timeout, IDLE_TIMEOUT)
+        OriginPools::with_idle_timeout(connect_timeout, None, IDLE_TIMEOUT)
+    }
+
+    /// As [`OriginPools::new`], for HTTPS origins reached with `tls` (see
+    /// [`OriginPool::with_tls`]).
+    pub fn with_tls(connect_timeout: Option<Duration>, tls: Arc<ClientConfig>) -> OriginPools<K> {
+        OriginPools::with_idle_timeout(connect_timeout, Some(tls), IDLE_TIMEOUT)
     }
 
     fn with_idle_timeout(
         connect_timeout: Option<Duration>,
+        tls: Option<Arc<ClientConfig>>,
         idle_timeout: Duration,
     ) -> OriginPools<K> {
         OriginPools {
             shared: Arc::new(PoolsShared {
                 pools: RwLock::default(),
                 connect_timeout,
+                tls,
                 idle_timeout,
             }),
         }
+    }
+
+    /// Whether the origins are reached over TLS.
+    pub fn is_tls(&self) -> bool {
+        self.shared.tls.is_some()
     }
 
     /// Sends `request` (its URI in origin form, `/path?query`) to `origin`
@@ -303,10 +433,15 @@ impl<K: OriginKey> OriginPools<K> {
             return Ok(pool.clone());
         }
         let authority = origin.authority()?;
+        let tls = match &self.shared.tls {
+            Some(config) => Some(TlsOrigin::new(&authority, config.clone())?),
+            None => None,
+        };
         pools.retain(|_, pool| !pool.is_unused());
         let pool = OriginPool::with_idle_timeout(
             authority,
             self.shared.connect_timeout,
+            tls,
             self.shared.idle_timeout,
         );
         pools.insert(origin.clone(), pool.clone());
@@ -499,6 +634,16 @@ mod tests {
 
     impl Origin {
         async fn start(answer: Answer) -> Origin {
+            Origin::start_with(answer, None).await
+        }
+
+        /// An origin behind TLS with `pki`'s server certificate.
+        async fn start_tls(answer: Answer, pki: &crate::testing::pki::TestPki) -> Origin {
+            let config = pki.server_config(false).unwrap();
+            Origin::start_with(answer, Some(tokio_rustls::TlsAcceptor::from(config))).await
+        }
+
+        async fn start_with(answer: Answer, tls: Option<tokio_rustls::TlsAcceptor>) -> Origin {
             let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
             let address = listener.local_addr().unwrap();
             let connections = Arc::new(AtomicUsize::new(0));
@@ -509,10 +654,21 @@ mod tests {
                     let service = service_fn(move |request| async move {
                         Ok::<_, Infallible>(respond(answer, &request))
                     });
-                    tokio::spawn(
-                        hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(stream), service),
-                    );
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match &tls {
+                        None => {
+                            tokio::spawn(http.serve_connection(TokioIo::new(stream), service));
+                        }
+                        Some(acceptor) => {
+                            let accepting = acceptor.accept(stream);
+                            tokio::spawn(async move {
+                                if let Ok(stream) = accepting.await {
+                                    let _ =
+                                        http.serve_connection(TokioIo::new(stream), service).await;
+                                }
+                            });
+                        }
+                    }
                 }
             });
             Origin {
@@ -573,6 +729,39 @@ mod tests {
     use futures_util::StreamExt as _;
 
     #[tokio::test]
+    async fn tls_connections_name_the_origin_and_are_kept_alive() {
+        let pki = crate::testing::pki::TestPki::generate().unwrap();
+        let origin = Origin::start_tls(Answer::Host, &pki).await;
+        let tls = crate::http::upstream_tls_config(true).unwrap();
+        let pool = OriginPool::with_tls(origin.authority(), None, tls).unwrap();
+        assert!(pool.is_tls());
+        for _ in 0..3 {
+            let request = Request::builder()
+                .uri("/v1/models")
+                .body(Body::empty())
+                .unwrap();
+            let response = pool.send(request).await.unwrap();
+            let host = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(host, origin.address.to_string());
+        }
+        assert_eq!(origin.connections(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_certificate_the_system_does_not_trust_fails_the_connection() {
+        let pki = crate::testing::pki::TestPki::generate().unwrap();
+        let origin = Origin::start_tls(Answer::KeptAlive, &pki).await;
+        let tls = crate::http::upstream_tls_config(false).unwrap();
+        let pools = OriginPools::<Authority>::with_tls(None, tls);
+        let error = pools
+            .send(&origin.authority(), get(origin.address))
+            .await
+            .expect_err("the test CA is not trusted");
+        assert!(error.is_connect(), "{error:?}");
+        assert!(!error.is_refused(), "{error:?}");
+    }
+
+    #[tokio::test]
     async fn sequential_requests_share_one_connection() {
         let origin = Origin::start(Answer::KeptAlive).await;
         let pool = origin.pool();
@@ -604,7 +793,7 @@ mod tests {
     #[tokio::test]
     async fn connections_idle_past_the_timeout_are_closed() {
         let origin = Origin::start(Answer::KeptAlive).await;
-        let pool = OriginPool::with_idle_timeout(origin.authority(), None, Duration::ZERO);
+        let pool = OriginPool::with_idle_timeout(origin.authority(), None, None, Duration::ZERO);
         for _ in 0..3 {
             assert_eq!(fetch(&pool, origin.address).await, "ok");
             assert_eq!(pool.idle_connections(), 1, "the expired one was closed");
@@ -723,7 +912,7 @@ mod tests {
     async fn pools_whose_idle_connections_expired_are_dropped_when_an_origin_is_added() {
         let first = Origin::start(Answer::KeptAlive).await;
         let second = Origin::start(Answer::KeptAlive).await;
-        let pools = OriginPools::with_idle_timeout(None, Duration::ZERO);
+        let pools = OriginPools::with_idle_timeout(None, None, Duration::ZERO);
         let response = pools.send(&first.address, get(first.address)).await;
         response.unwrap().into_body().collect().await.unwrap();
         assert_eq!(pools.pool(&first.address).unwrap().idle_connections(), 1);
