@@ -165,6 +165,52 @@ async fn a_repeated_prompt_reports_its_cached_tokens() {
 }
 
 #[tokio::test]
+async fn a_cache_salt_shares_cached_blocks_only_with_the_same_salt() {
+    let sim = Sim::start(SimConfig::new("m")).await;
+    // 40 tokens: two full blocks of 16 and a partial one.
+    let prompt = words(0, 40);
+    let cached = |salt: Option<&str>| {
+        let request = match salt {
+            Some(salt) => json!({"prompt": prompt, "max_tokens": 1, "cache_salt": salt}),
+            None => json!({"prompt": prompt, "max_tokens": 1, "cache_salt": null}),
+        };
+        let sim = &sim;
+        async move {
+            let (status, body) = sim.post("/v1/completions", &request).await;
+            assert_eq!(status, 200, "{body}");
+            body["usage"]["prompt_tokens_details"]["cached_tokens"].clone()
+        }
+    };
+    assert_eq!(cached(None).await, 0);
+    assert_eq!(
+        cached(Some("tenant-a")).await,
+        0,
+        "unsalted blocks not shared"
+    );
+    assert_eq!(cached(Some("tenant-a")).await, 32, "same salt shares");
+    assert_eq!(cached(Some("tenant-b")).await, 0, "another salt does not");
+    assert_eq!(cached(None).await, 32, "unsalted blocks still cached");
+}
+
+#[tokio::test]
+async fn a_cache_salt_that_is_not_a_non_empty_string_is_refused_as_vllm_does() {
+    let sim = Sim::start(SimConfig::new("m")).await;
+    for salt in [json!(""), json!(7), json!(["a"])] {
+        let (status, body) = sim
+            .post(
+                "/v1/chat/completions",
+                &json!({"messages": [{"role": "user", "content": "hi"}], "cache_salt": salt}),
+            )
+            .await;
+        assert_vllm_error(status, &body, 400, "BadRequestError");
+        assert_eq!(
+            body["message"], "Parameter 'cache_salt' must be a non-empty string if provided.",
+            "{salt}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_fully_cached_prompt_still_computes_its_last_block() {
     let sim = Sim::start(SimConfig::new("m")).await;
     let request = json!({"prompt": words(0, 32), "max_tokens": 1});

@@ -8,7 +8,7 @@ use common::{Sim, words};
 use llmd_kv_cache::events::{
     BlockRemoved, BlockStored, Encoding, EngineHash, KvEvent, decode_batch,
 };
-use llmd_kv_cache::vllm_hash::{VllmBlockHasher, event_hash};
+use llmd_kv_cache::vllm_hash::{ExtraKey, VllmBlockHasher, event_hash};
 use llmd_sim::SimConfig;
 use llmd_sim::config::KvEventsConfig;
 use llmd_sim::kv_events::END_OF_REPLAY;
@@ -191,6 +191,38 @@ fn stored(prompt: &str) -> KvEvent {
         medium: Some("GPU".into()),
         ..BlockStored::default()
     })
+}
+
+#[tokio::test]
+async fn salted_blocks_are_published_with_the_salt_in_their_hashes() {
+    let sim = Sim::start(config(Encoding::Map)).await;
+    let replay_endpoint = sim.server.kv_events().unwrap().replay.clone().unwrap();
+    let prompt = words(0, 9);
+    sim.post(
+        "/v1/completions",
+        &json!({"prompt": prompt, "max_tokens": 1, "cache_salt": "tenant-a"}),
+    )
+    .await;
+
+    let salted: Vec<EngineHash> = VllmBlockHasher::new("vllm-none-hash", BLOCK)
+        .unwrap()
+        .block_hashes_with_extra_keys(
+            &tokenizer::encode(&prompt),
+            &[Some(vec![ExtraKey::Text("tenant-a".into())])],
+        )
+        .iter()
+        .map(|d| EngineHash::U64(event_hash(d)))
+        .collect();
+    assert_ne!(salted, event_hashes(&prompt));
+    let batches = replay(&replay_endpoint, 0, true);
+    let events: Vec<KvEvent> = batches
+        .iter()
+        .flat_map(|(_, payload)| events_of(payload))
+        .collect();
+    match events.as_slice() {
+        [KvEvent::BlockStored(stored)] => assert_eq!(stored.block_hashes, salted),
+        other => panic!("one BlockStored expected: {other:?}"),
+    }
 }
 
 #[tokio::test]

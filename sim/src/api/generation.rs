@@ -100,6 +100,7 @@ pub async fn respond(
         max_tokens,
         temperature: params.temperature,
         top_p: params.top_p,
+        cache_salt: params.salt()?.map(str::to_owned),
         kv_transfer_params: params.kv_transfer_params,
         trace_parent,
         arrival,

@@ -63,17 +63,36 @@ pub struct CommonParams {
     /// Client-chosen request id (vLLM's `request_id` field).
     #[serde(default)]
     pub request_id: Option<String>,
+    /// vLLM's `cache_salt`: requests share prefix-cache blocks only with
+    /// requests of the same salt. Kept as JSON until [`CommonParams::check`]
+    /// so that a value of the wrong type gets vLLM's own message.
+    #[serde(default)]
+    pub cache_salt: Option<Value>,
 }
 
 impl CommonParams {
-    /// Refuses what the simulator does not do.
+    /// Refuses what the simulator does not do, and a `cache_salt` vLLM
+    /// refuses.
     pub fn check(&self, config: &SimConfig) -> Result<(), ApiError> {
         check_model(config, self.model.as_deref())?;
+        self.salt()?;
         match self.n {
             Some(n) if n != 1 => Err(ApiError::bad_request(
                 "n other than 1 is not supported by the simulator",
             )),
             _ => Ok(()),
+        }
+    }
+
+    /// The request's `cache_salt`: none when absent or null, an error
+    /// (vLLM's) when it is not a non-empty string.
+    pub fn salt(&self) -> Result<Option<&str>, ApiError> {
+        match &self.cache_salt {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(salt)) if !salt.is_empty() => Ok(Some(salt)),
+            Some(_) => Err(ApiError::bad_request(
+                "Parameter 'cache_salt' must be a non-empty string if provided.",
+            )),
         }
     }
 }

@@ -10,7 +10,7 @@ use crate::kv_events::EventSink;
 use crate::pd::{self, SideChannel};
 use crate::prefix_cache::{BlockId, BlockPool, KvEvent};
 use crate::request_span::SamplingSummary;
-use llmd_kv_cache::vllm_hash::VllmBlockHasher;
+use llmd_kv_cache::vllm_hash::{BlockDigest, ExtraKey, VllmBlockHasher};
 use opentelemetry::Context;
 use scheduler::{Admission, Pending, Scheduler};
 use serde_json::Value;
@@ -79,6 +79,9 @@ pub struct GenerationRequest {
     pub top_p: Option<f64>,
     /// The request's `kv_transfer_params`.
     pub kv_transfer_params: Option<Value>,
+    /// The request's `cache_salt`, folded into its first block's hash as
+    /// vLLM does, so that only requests with the same salt share blocks.
+    pub cache_salt: Option<String>,
     /// The caller's trace context (from `traceparent`).
     pub trace_parent: Context,
     /// When the request arrived.
@@ -216,7 +219,7 @@ impl Engine {
         }
         let role = self.config.kv_transfer.as_ref().map(|c| c.kv_role);
         Ok(request::Plan {
-            hashes: self.identity.hasher.block_hashes(&request.prompt).into(),
+            hashes: self.block_hashes(request).into(),
             total_blocks: (prompt_len + output_tokens).div_ceil(self.config.block_size),
             output_tokens,
             finish_reason,
@@ -228,6 +231,20 @@ impl Engine {
                 max_tokens: output_tokens,
             },
         })
+    }
+
+    /// The hashes of the prompt's full blocks; a `cache_salt` is an extra
+    /// key of the first block (vLLM's `generate_block_hash_extra_keys`),
+    /// which every later block's hash chains from.
+    fn block_hashes(&self, request: &GenerationRequest) -> Vec<BlockDigest> {
+        let hasher = &self.identity.hasher;
+        match &request.cache_salt {
+            None => hasher.block_hashes(&request.prompt),
+            Some(salt) => hasher.block_hashes_with_extra_keys(
+                &request.prompt,
+                &[Some(vec![ExtraKey::Text(salt.clone())])],
+            ),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, Scheduler> {
