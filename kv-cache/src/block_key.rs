@@ -46,6 +46,23 @@ impl BlockKeyHasher {
         BlockKey(xxh3_64_with_seed(model.as_bytes(), self.seed))
     }
 
+    /// The parent key of the first block of a prompt of `model` sent with
+    /// vLLM's `cache_salt` `salt`. vLLM makes the salt an extra key of the
+    /// first block's hash, which every later block chains from, so salted
+    /// blocks are keyed apart from unsalted ones and from other salts'.
+    pub fn salted_root(&self, model: &str, salt: &str) -> BlockKey {
+        BlockKey(xxh3_64_with_seed(salt.as_bytes(), self.root(model).0))
+    }
+
+    /// [`BlockKeyHasher::root`], or [`BlockKeyHasher::salted_root`] with a
+    /// salt.
+    pub fn root_for(&self, model: &str, salt: Option<&str>) -> BlockKey {
+        match salt {
+            Some(salt) => self.salted_root(model, salt),
+            None => self.root(model),
+        }
+    }
+
     /// The key of `block` (exactly one block of tokens) chained on `parent`.
     pub fn chain(&self, parent: BlockKey, block: &[u32]) -> BlockKey {
         chain_with(&mut Vec::with_capacity(block.len() * 4), parent, block)
@@ -65,8 +82,14 @@ impl BlockKeyHasher {
 
     /// The keys of the full blocks of a prompt of `model`.
     pub fn keys(&self, model: &str, tokens: &[u32]) -> Vec<BlockKey> {
+        self.salted_keys(model, None, tokens)
+    }
+
+    /// The keys of the full blocks of a prompt of `model` sent with `salt`
+    /// as its `cache_salt`, if any.
+    pub fn salted_keys(&self, model: &str, salt: Option<&str>, tokens: &[u32]) -> Vec<BlockKey> {
         let mut out = Vec::new();
-        self.extend_keys(self.root(model), tokens, &mut out);
+        self.extend_keys(self.root_for(model, salt), tokens, &mut out);
         out
     }
 }
@@ -106,5 +129,19 @@ mod tests {
         );
         let other = [9, 9, 9, 9, 5, 6, 7, 8];
         assert_ne!(h.keys("a", &tokens)[1], h.keys("a", &other)[1]);
+    }
+
+    #[test]
+    fn a_salt_keys_every_block_apart() {
+        let h = BlockKeyHasher::new(7, 4);
+        let tokens = [1, 2, 3, 4, 5, 6, 7, 8];
+        let plain = h.keys("a", &tokens);
+        let salted = h.salted_keys("a", Some("tenant-a"), &tokens);
+        assert_eq!(h.salted_keys("a", None, &tokens), plain);
+        assert_eq!(salted, h.salted_keys("a", Some("tenant-a"), &tokens));
+        assert_ne!(salted, h.salted_keys("a", Some("tenant-b"), &tokens));
+        assert_ne!(salted, h.salted_keys("b", Some("tenant-a"), &tokens));
+        assert!(salted.iter().zip(&plain).all(|(s, p)| s != p));
+        assert_eq!(salted[1], h.chain(salted[0], &tokens[4..]));
     }
 }

@@ -196,9 +196,22 @@ impl KvCacheIndexer {
         EventSubscriber::start(config, self.inner.ingestor.clone())
     }
 
-    /// Prefix-cache scores of `pods` for a prompt of `model`. When the index
-    /// cannot be reached the scores are all 0 and `index_available` is
-    /// false: no information, not an error. A model name that is not a
+    /// Prefix-cache scores of `pods` for a prompt of `model` sent without a
+    /// `cache_salt`. See [`KvCacheIndexer::get_salted_scores`].
+    pub async fn get_scores(
+        &self,
+        model: &Identifier,
+        tokens: &[u32],
+        pods: &[PodId],
+    ) -> Result<Scores, ScoreError> {
+        self.get_salted_scores(model, None, tokens, pods).await
+    }
+
+    /// Prefix-cache scores of `pods` for a prompt of `model` sent with
+    /// `salt` as its vLLM `cache_salt`, if any: only blocks cached under the
+    /// same salt count, as only those serve the request in vLLM. When the
+    /// index cannot be reached the scores are all 0 and `index_available`
+    /// is false: no information, not an error. A model name that is not a
     /// valid [`Identifier`] matches nothing (all such names share one
     /// placeholder, so their keys would collide).
     #[traced_span(
@@ -206,13 +219,14 @@ impl KvCacheIndexer {
         attrs(gen_ai.request.model = model, llm_d.kv_cache.pod_count = pods.len()),
         err
     )]
-    pub async fn get_scores(
+    pub async fn get_salted_scores(
         &self,
         model: &Identifier,
+        salt: Option<&str>,
         tokens: &[u32],
         pods: &[PodId],
     ) -> Result<Scores, ScoreError> {
-        let keys = self.inner.keys.keys(model.as_str(), tokens);
+        let keys = self.inner.keys.salted_keys(model.as_str(), salt, tokens);
         record!(
             llm_d.kv_cache.token_count = tokens.len(),
             llm_d.kv_cache.block_keys.count = keys.len()

@@ -4,7 +4,7 @@ mod common;
 
 use common::{MODEL, batch, prompt, removed, source, stored};
 use llmd_kv_cache::index::{InMemoryConfig, InMemoryIndex, KvBlockIndex, StoredBlock};
-use llmd_kv_cache::vllm_hash::{DEFAULT_NONE_HASH_SEED, VllmBlockHasher, event_hash};
+use llmd_kv_cache::vllm_hash::{DEFAULT_NONE_HASH_SEED, ExtraKey, VllmBlockHasher, event_hash};
 use llmd_kv_cache::{
     BlockKey, ConfigError, IndexConfig, KvCacheConfig, KvCacheIndexer, PodId, Tier,
 };
@@ -246,6 +246,92 @@ async fn lora_name_scopes_the_keys() {
         .await
         .unwrap();
     assert_eq!((lora.blocks_found, base.blocks_found), (1, 0));
+}
+
+/// A stored event of `tokens`' two blocks whose extra keys are `keys`.
+fn with_extra_keys(
+    tokens: &[u32],
+    keys: Vec<Option<Vec<ExtraKey>>>,
+    lora: Option<&str>,
+) -> llmd_kv_cache::events::KvEvent {
+    let mut event = stored(&[1, 2], None, &tokens[..32], None);
+    if let llmd_kv_cache::events::KvEvent::BlockStored(s) = &mut event {
+        s.extra_keys = Some(keys);
+        s.lora_name = lora.map(str::to_owned);
+    }
+    event
+}
+
+fn text(key: &str) -> ExtraKey {
+    ExtraKey::Text(key.to_owned())
+}
+
+#[tokio::test]
+async fn a_cache_salt_keys_blocks_apart_from_other_salts_and_unsalted_prompts() {
+    let ix = indexer();
+    let tokens = prompt(2, 6);
+    let salted = with_extra_keys(&tokens, vec![Some(vec![text("tenant-a")]), None], None);
+    ix.ingestor()
+        .apply(&source("a:8000"), &batch(vec![salted]))
+        .await;
+    let model = Identifier::new(MODEL);
+    let candidates = pods(&["a:8000"]);
+    let found = |salt: Option<&'static str>| {
+        let (ix, model, tokens, candidates) = (&ix, &model, &tokens, &candidates);
+        async move {
+            ix.get_salted_scores(model, salt, tokens, candidates)
+                .await
+                .unwrap()
+                .blocks_found
+        }
+    };
+    assert_eq!(found(Some("tenant-a")).await, 2);
+    assert_eq!(found(Some("tenant-b")).await, 0);
+    assert_eq!(found(None).await, 0, "an unsalted prompt cannot use them");
+    assert_eq!(
+        ix.get_scores(&model, &tokens, &candidates)
+            .await
+            .unwrap()
+            .blocks_found,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_lora_name_among_the_extra_keys_scopes_the_keys_as_before() {
+    let ix = indexer();
+    let tokens = prompt(2, 6);
+    let lora_keys = vec![Some(vec![text("sql-adapter")]); 2];
+    let event = with_extra_keys(&tokens, lora_keys, Some("sql-adapter"));
+    ix.ingestor()
+        .apply(&source("a:8000"), &batch(vec![event]))
+        .await;
+    let scores = ix
+        .get_scores(&Identifier::new("sql-adapter"), &tokens, &pods(&["a:8000"]))
+        .await
+        .unwrap();
+    assert_eq!(scores.blocks_found, 2);
+}
+
+#[tokio::test]
+async fn blocks_with_extra_keys_tokens_cannot_stand_for_are_not_indexed() {
+    let ix = indexer();
+    let tokens = prompt(2, 6);
+    let image = ExtraKey::Tuple(vec![text("image-hash"), ExtraKey::Int(0)]);
+    let multimodal = with_extra_keys(&tokens, vec![None, Some(vec![image])], None);
+    let salt_not_first = with_extra_keys(&tokens, vec![None, Some(vec![text("s")])], None);
+    ix.ingestor()
+        .apply(&source("a:8000"), &batch(vec![multimodal, salt_not_first]))
+        .await;
+    let scores = ix
+        .get_scores(&Identifier::new(MODEL), &tokens, &pods(&["a:8000"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        scores.blocks_found, 0,
+        "no false hit for a text-only prompt"
+    );
+    assert_eq!(ix.ingest_stats().blocks_skipped, 4);
 }
 
 #[tokio::test]

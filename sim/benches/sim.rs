@@ -34,7 +34,7 @@ fn per_request_cpu(c: &mut Criterion) {
             let ids = pool
                 .allocate(&hashes[..hit], 65 - hit, &mut events)
                 .unwrap();
-            pool.cache_full_blocks(&ids, &hashes, &tokens, hit, &mut events);
+            pool.cache_full_blocks(&ids, &hashes, &tokens, None, hit, &mut events);
             pool.release(&ids);
         })
     });
@@ -44,6 +44,7 @@ fn per_request_cpu(c: &mut Criterion) {
         parent_block_hash: None,
         token_ids: tokens.clone(),
         block_size: 16,
+        salt: None,
     }];
     c.bench_function("encode_kv_event_batch_64_blocks_map", |b| {
         b.iter(|| kv_events::encode(black_box(&batch), Encoding::Map))

@@ -13,7 +13,7 @@
 use crate::config::{EventEncoding, KvEventsConfig};
 use crate::prefix_cache::{self, BlockHash};
 use llmd_kv_cache::events::{self as wire, BlockRemoved, BlockStored, EngineHash, EventBatch};
-use llmd_kv_cache::vllm_hash::event_hash;
+use llmd_kv_cache::vllm_hash::{ExtraKey, event_hash};
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread;
@@ -267,6 +267,17 @@ fn engine_hash(hash: &BlockHash) -> EngineHash {
     EngineHash::U64(event_hash(hash))
 }
 
+/// vLLM's `extra_keys` of `blocks` stored blocks: one entry per block,
+/// `None` for a block without extra keys; a `cache_salt` is the first
+/// block's.
+fn extra_keys(blocks: usize, salt: Option<&str>) -> Vec<Option<Vec<ExtraKey>>> {
+    let mut keys = vec![None; blocks];
+    if let (Some(first), Some(salt)) = (keys.first_mut(), salt) {
+        *first = Some(vec![ExtraKey::Text(salt.to_owned())]);
+    }
+    keys
+}
+
 fn to_wire(event: &prefix_cache::KvEvent) -> wire::KvEvent {
     match event {
         prefix_cache::KvEvent::BlockStored {
@@ -274,12 +285,14 @@ fn to_wire(event: &prefix_cache::KvEvent) -> wire::KvEvent {
             parent_block_hash,
             token_ids,
             block_size,
+            salt,
         } => wire::KvEvent::BlockStored(BlockStored {
             block_hashes: block_hashes.iter().map(engine_hash).collect(),
             parent_block_hash: parent_block_hash.as_ref().map(engine_hash),
             token_ids: token_ids.clone(),
             block_size: u32::try_from(*block_size).unwrap_or(u32::MAX),
             medium: Some("GPU".into()),
+            extra_keys: Some(extra_keys(block_hashes.len(), salt.as_deref())),
             ..BlockStored::default()
         }),
         prefix_cache::KvEvent::BlockRemoved { block_hashes } => {
@@ -302,6 +315,7 @@ mod tests {
             parent_block_hash: None,
             token_ids: vec![token],
             block_size: 1,
+            salt: None,
         }
     }
 

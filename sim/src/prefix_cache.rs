@@ -29,6 +29,9 @@ pub enum KvEvent {
         token_ids: Vec<u32>,
         /// Tokens per block.
         block_size: usize,
+        /// The request's `cache_salt` when the first stored block is the
+        /// prompt's first: vLLM's extra key of that block.
+        salt: Option<String>,
     },
     /// Blocks were evicted from the cache.
     BlockRemoved {
@@ -139,13 +142,15 @@ impl BlockPool {
     }
 
     /// Registers prefilled full blocks: `ids[i]` holds the tokens of
-    /// `hashes[i]`, for `i` from `first` on. A hash cached meanwhile by
-    /// another request is left to that request's block, as in vLLM.
+    /// `hashes[i]`, for `i` from `first` on, of a request with `salt` as
+    /// its `cache_salt`. A hash cached meanwhile by another request is left
+    /// to that request's block, as in vLLM.
     pub fn cache_full_blocks(
         &mut self,
         ids: &[BlockId],
         hashes: &[BlockHash],
         tokens: &[u32],
+        salt: Option<&str>,
         first: usize,
         events: &mut Vec<KvEvent>,
     ) {
@@ -176,6 +181,7 @@ impl BlockPool {
                         parent_block_hash: i.checked_sub(1).map(|p| hashes[p]),
                         token_ids: block_tokens.to_vec(),
                         block_size: self.block_size,
+                        salt: salt.filter(|_| i == 0).map(str::to_owned),
                     });
                 }
             }
@@ -232,7 +238,7 @@ mod tests {
         let ids = pool
             .allocate(&hashes[..hit], total - hit, &mut events)
             .unwrap();
-        pool.cache_full_blocks(&ids, &hashes, prompt, hit, &mut events);
+        pool.cache_full_blocks(&ids, &hashes, prompt, None, hit, &mut events);
         (ids, hit, events)
     }
 
@@ -251,6 +257,7 @@ mod tests {
                 parent_block_hash: None,
                 token_ids: prompt[..8].to_vec(),
                 block_size: 4,
+                salt: None,
             }]
         );
         assert!((pool.usage() - 3.0 / 8.0).abs() < 1e-9);
@@ -309,8 +316,8 @@ mod tests {
         let mut events = Vec::new();
         let a = pool.allocate(&[], 2, &mut events).unwrap();
         let b = pool.allocate(&[], 2, &mut events).unwrap();
-        pool.cache_full_blocks(&a, &hashes, &prompt, 0, &mut events);
-        pool.cache_full_blocks(&b, &hashes, &prompt, 0, &mut events);
+        pool.cache_full_blocks(&a, &hashes, &prompt, None, 0, &mut events);
+        pool.cache_full_blocks(&b, &hashes, &prompt, None, 0, &mut events);
         assert_eq!(events.len(), 1);
     }
 }

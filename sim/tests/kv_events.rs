@@ -189,12 +189,13 @@ fn stored(prompt: &str) -> KvEvent {
         token_ids: tokens[..2 * BLOCK].to_vec(),
         block_size: BLOCK as u32,
         medium: Some("GPU".into()),
+        extra_keys: Some(vec![None, None]),
         ..BlockStored::default()
     })
 }
 
 #[tokio::test]
-async fn salted_blocks_are_published_with_the_salt_in_their_hashes() {
+async fn salted_blocks_are_published_with_the_salt_in_their_hashes_and_extra_keys() {
     let sim = Sim::start(config(Encoding::Map)).await;
     let replay_endpoint = sim.server.kv_events().unwrap().replay.clone().unwrap();
     let prompt = words(0, 9);
@@ -220,7 +221,14 @@ async fn salted_blocks_are_published_with_the_salt_in_their_hashes() {
         .flat_map(|(_, payload)| events_of(payload))
         .collect();
     match events.as_slice() {
-        [KvEvent::BlockStored(stored)] => assert_eq!(stored.block_hashes, salted),
+        [KvEvent::BlockStored(stored)] => {
+            assert_eq!(stored.block_hashes, salted);
+            assert_eq!(
+                stored.extra_keys,
+                Some(vec![Some(vec![ExtraKey::Text("tenant-a".into())]), None]),
+                "the salt is the first block's extra key, as vLLM publishes it"
+            );
+        }
         other => panic!("one BlockStored expected: {other:?}"),
     }
 }

@@ -38,6 +38,8 @@ pub struct ChatRequest {
     pub traceparent: Option<String>,
     /// Other headers (e.g. `x-prefiller-host-port` straight to a pd-proxy).
     pub headers: Vec<(String, String)>,
+    /// vLLM's `cache_salt`, if any.
+    pub cache_salt: Option<String>,
 }
 
 impl ChatRequest {
@@ -52,6 +54,7 @@ impl ChatRequest {
             request_id: None,
             traceparent: None,
             headers: Vec::new(),
+            cache_salt: None,
         }
     }
 
@@ -64,6 +67,9 @@ impl ChatRequest {
         });
         if self.stream {
             body["stream_options"] = json!({"include_usage": true});
+        }
+        if let Some(salt) = &self.cache_salt {
+            body["cache_salt"] = json!(salt);
         }
         body
     }

@@ -264,17 +264,64 @@ fn a_repeated_long_prompt_hits_the_decode_pods_prefix_cache_and_skips_prefill() 
         ),
         "cached_prefix_sufficient"
     );
-    let decode_pod = |tree: &TraceTree| {
-        tree.named("llm_request")
-            .into_iter()
-            .map(|n| n.service().to_owned())
-            .find(|s| s.starts_with(services::DECODE_PREFIX))
-    };
     assert_eq!(
         decode_pod(&hit),
         decode_pod(&pd),
         "routed to the pod holding the prefix"
     );
+}
+
+/// The service name of the decode pod that served the traced request.
+fn decode_pod(tree: &TraceTree) -> Option<String> {
+    tree.named("llm_request")
+        .into_iter()
+        .map(|n| n.service().to_owned())
+        .find(|s| s.starts_with(services::DECODE_PREFIX))
+}
+
+#[test]
+fn a_cache_salt_keeps_prefix_hits_among_requests_of_the_same_salt() {
+    let shared = shared();
+    let not_cached = Expectation {
+        path: RequestPath::PrefillDecode,
+        streaming: false,
+        prefix_hit: false,
+    };
+    let first = ChatRequest {
+        cache_salt: Some("tenant-a".to_owned()),
+        ..support::request(&shared.model, "salted", shared.long_words, false)
+    };
+    shared.send(&first);
+    let pd = shared.trace(&first, not_cached);
+
+    let again = ChatRequest {
+        request_id: Some(support::unique("salted-again")),
+        ..first.clone()
+    };
+    shared.send(&again);
+    let hit = shared.trace(
+        &again,
+        Expectation {
+            path: RequestPath::DecodeOnly,
+            streaming: false,
+            prefix_hit: true,
+        },
+    );
+    assert_eq!(
+        decode_pod(&hit),
+        decode_pod(&pd),
+        "routed to the pod holding the salted prefix"
+    );
+
+    for (label, salt) in [("other-salt", Some("tenant-b")), ("unsalted", None)] {
+        let other = ChatRequest {
+            request_id: Some(support::unique(label)),
+            cache_salt: salt.map(str::to_owned),
+            ..first.clone()
+        };
+        shared.send(&other);
+        shared.trace(&other, not_cached);
+    }
 }
 
 #[test]

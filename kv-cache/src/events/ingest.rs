@@ -5,12 +5,20 @@
 //! key its `parent_block_hash` maps to, so it works whatever hash algorithm
 //! the engines run; removals, which carry engine hashes only, are resolved
 //! through the per-pod engine-hash mapping.
+//!
+//! vLLM hashes a block with its extra keys (LoRA name, multimodal inputs,
+//! `cache_salt`, prompt embeddings), which `token_ids` alone do not
+//! reproduce. The LoRA name scopes the keys as the model does, and a
+//! first block's `cache_salt` seeds them ([`BlockKeyHasher::salted_root`]);
+//! blocks with any other extra key are not indexed, since keying them by
+//! their tokens would match requests that cannot use them.
 
 use super::model::{BlockRemoved, BlockStored, EventBatch, KvEvent};
 use super::stats::IngestCounters;
 use crate::block_key::{BlockKey, BlockKeyHasher};
 use crate::index::{IndexError, KvBlockIndex, StoredBlock};
 use crate::pod::{PodId, Tier};
+use crate::vllm_hash::ExtraKey;
 use crate::warn_limit::WarnLimit;
 use std::sync::Arc;
 use std::time::Duration;
@@ -133,14 +141,14 @@ impl<I: KvBlockIndex> Ingestor<I> {
         let usable = is_primary_group(stored.group_idx)
             && stored.block_size as usize == self.keys.block_size()
             && stored.token_ids.len() == stored.block_hashes.len() * self.keys.block_size();
-        if !usable {
+        let Some(salt) = usable.then(|| first_block_salt(stored)).flatten() else {
             return Ok(None);
-        }
+        };
         match &stored.parent_block_hash {
-            None => Ok(Some(
-                self.keys
-                    .root(stored.lora_name.as_deref().unwrap_or(&source.model)),
-            )),
+            None => Ok(Some(self.keys.root_for(
+                stored.lora_name.as_deref().unwrap_or(&source.model),
+                salt,
+            ))),
             Some(parent) => self.index.block_key(&source.pod, parent.as_u64()).await,
         }
     }
@@ -168,6 +176,33 @@ impl<I: KvBlockIndex> Ingestor<I> {
             tracing::warn!(%error, suppressed, "KV event not applied to the index");
         }
     }
+}
+
+/// The `cache_salt` of the event's blocks (`Some(None)` when unsalted), or
+/// `None` when a block has an extra key the index's keys cannot stand for.
+/// A block's extra keys are vLLM's `lora + multimodal + salt + prompt
+/// embeddings`: the LoRA name (also the event's `lora_name`) is dropped,
+/// and a salt can only be the only key left, on the prompt's first block.
+fn first_block_salt(stored: &BlockStored) -> Option<Option<&str>> {
+    let Some(per_block) = &stored.extra_keys else {
+        return Some(None);
+    };
+    let mut salt = None;
+    for (position, keys) in per_block.iter().enumerate() {
+        let Some(keys) = keys else { continue };
+        let keys = match (keys.split_first(), &stored.lora_name) {
+            (Some((ExtraKey::Text(first), rest)), Some(lora)) if first == lora => rest,
+            _ => keys.as_slice(),
+        };
+        match keys {
+            [] => {}
+            [ExtraKey::Text(text)] if position == 0 && stored.parent_block_hash.is_none() => {
+                salt = Some(text.as_str());
+            }
+            _ => return None,
+        }
+    }
+    Some(salt)
 }
 
 /// Only the first KV-cache group is indexed: in hybrid models the other

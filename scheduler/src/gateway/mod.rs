@@ -123,7 +123,8 @@ impl Gateway {
         let body = self.read_body(body).await?;
         let parsed = request::parse(route, &body)?;
         let request_id = request_id(&headers);
-        let mut scheduling = SchedulingRequest::new(&parsed.model, &request_id);
+        let mut scheduling = SchedulingRequest::new(&parsed.model, &request_id)
+            .with_cache_salt(parsed.cache_salt.as_deref());
         record!(
             gen_ai.operation.name = route.operation(),
             gen_ai.request.model = scheduling.model_attr.clone(),

@@ -40,6 +40,9 @@ pub struct InferenceRequest {
     pub model: String,
     /// The prompt (for a batch of completion prompts, the first one).
     pub prompt: Prompt,
+    /// vLLM's `cache_salt`, when it is a non-empty string (vLLM refuses
+    /// any other value, so the pod answers those).
+    pub cache_salt: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +53,8 @@ struct Body {
     messages: Option<Value>,
     #[serde(default)]
     prompt: Option<Value>,
+    #[serde(default)]
+    cache_salt: Option<Value>,
 }
 
 /// Parses `body` for `route`.
@@ -81,7 +86,15 @@ pub fn parse(route: Route, body: &[u8]) -> Result<InferenceRequest, ApiError> {
         },
         Route::Completions => completion_prompt(body.prompt)?,
     };
-    Ok(InferenceRequest { model, prompt })
+    let cache_salt = match body.cache_salt {
+        Some(Value::String(salt)) if !salt.is_empty() => Some(salt),
+        _ => None,
+    };
+    Ok(InferenceRequest {
+        model,
+        prompt,
+        cache_salt,
+    })
 }
 
 fn completion_prompt(prompt: Option<Value>) -> Result<Prompt, ApiError> {
@@ -128,6 +141,23 @@ mod tests {
         .unwrap();
         assert_eq!(r.model, "m");
         assert!(matches!(r.prompt, Prompt::Chat(_)));
+    }
+
+    #[test]
+    fn reads_a_cache_salt_only_when_vllm_would_accept_it() {
+        let salt = |body: &[u8]| parse(Route::Completions, body).unwrap().cache_salt;
+        assert_eq!(
+            salt(br#"{"model":"m","prompt":"x","cache_salt":"tenant-a"}"#).as_deref(),
+            Some("tenant-a")
+        );
+        for ignored in [
+            &br#"{"model":"m","prompt":"x"}"#[..],
+            br#"{"model":"m","prompt":"x","cache_salt":null}"#,
+            br#"{"model":"m","prompt":"x","cache_salt":""}"#,
+            br#"{"model":"m","prompt":"x","cache_salt":7}"#,
+        ] {
+            assert_eq!(salt(ignored), None);
+        }
     }
 
     #[test]

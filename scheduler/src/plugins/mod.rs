@@ -28,6 +28,9 @@ pub struct SchedulingRequest {
     pub request_id: Identifier,
     /// The prompt's token ids, when known.
     pub tokens: Option<Arc<[u32]>>,
+    /// vLLM's `cache_salt`: the request can only use cached blocks of the
+    /// same salt.
+    pub cache_salt: Option<Arc<str>>,
 }
 
 impl SchedulingRequest {
@@ -38,6 +41,15 @@ impl SchedulingRequest {
             model_attr: Identifier::recurring(model),
             request_id: Identifier::new(request_id),
             tokens: None,
+            cache_salt: None,
+        }
+    }
+
+    /// The same request sent with `salt` as its `cache_salt`.
+    pub fn with_cache_salt(self, salt: Option<&str>) -> SchedulingRequest {
+        SchedulingRequest {
+            cache_salt: salt.map(Arc::from),
+            ..self
         }
     }
 

@@ -210,7 +210,12 @@ async fn prefix_scores(
     let pods: Vec<PodId> = candidates.iter().map(|e| e.pod_id().clone()).collect();
     match cache
         .indexer()
-        .get_scores(&request.model_attr, tokens, &pods)
+        .get_salted_scores(
+            &request.model_attr,
+            request.cache_salt.as_deref(),
+            tokens,
+            &pods,
+        )
         .await
     {
         Ok(scores) if scores.pods.len() == candidates.len() => candidates
@@ -241,6 +246,7 @@ mod tests {
     use crate::kv_index::PrefixCacheSettings;
     use crate::pool::{EndpointSpec, Load, PoolSnapshot};
     use llmd_kv_cache::events::{BlockStored, EngineHash, EventBatch, EventSource, KvEvent};
+    use llmd_kv_cache::vllm_hash::ExtraKey;
 
     fn pool(loads: &[(u64, f64)]) -> PoolSnapshot {
         let snap = PoolSnapshot::new(
@@ -318,7 +324,9 @@ mod tests {
         let scorer = WeightedScorer {
             name: Identifier::from_static("p"),
             weight: 1.0,
-            kind: ScorerKind::PrefixCache { cache },
+            kind: ScorerKind::PrefixCache {
+                cache: cache.clone(),
+            },
         };
         let request = SchedulingRequest::with_tokens("m", "r1", prompt.clone());
         let mut state = CycleState::default();
@@ -327,12 +335,39 @@ mod tests {
         assert_eq!(state.matched_blocks.get(&0), Some(&4));
         assert_eq!(state.matched_blocks.get(&1), Some(&1));
         assert_eq!(state.block_size, 4);
-        let other_model = SchedulingRequest::with_tokens("other", "r2", prompt);
+        let other_model = SchedulingRequest::with_tokens("other", "r2", prompt.clone());
         assert_eq!(
             scorer
                 .score(&other_model, snap.endpoints(), &mut state)
                 .await,
             [0.0; 3]
+        );
+        let salted = SchedulingRequest::with_tokens("m", "r4", prompt.clone())
+            .with_cache_salt(Some("tenant-a"));
+        assert_eq!(
+            scorer.score(&salted, snap.endpoints(), &mut state).await,
+            [0.0; 3],
+            "unsalted blocks serve no salted request"
+        );
+        let mut salted_blocks = stored(&prompt, 300);
+        if let KvEvent::BlockStored(blocks) = &mut salted_blocks.events[0] {
+            let mut keys = vec![None; blocks.block_hashes.len()];
+            keys[0] = Some(vec![ExtraKey::Text("tenant-a".into())]);
+            blocks.extra_keys = Some(keys);
+        }
+        let source = EventSource {
+            pod: PodId::new(snap.endpoints()[2].id()),
+            model: "m".to_owned(),
+        };
+        cache
+            .indexer()
+            .ingestor()
+            .apply(&source, &salted_blocks)
+            .await;
+        assert_eq!(
+            scorer.score(&salted, snap.endpoints(), &mut state).await,
+            [0.0, 0.0, 1.0],
+            "the salted request finds the blocks cached under its salt"
         );
         let untokenized = SchedulingRequest::new("m", "r3");
         assert_eq!(

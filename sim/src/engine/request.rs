@@ -126,7 +126,14 @@ async fn generate(
     };
     pause(config.timing.prefill(uncached), tx).await?;
     engine.with_scheduler(|s, _, events| {
-        s.cache_prompt(block_ids, &plan.hashes, &request.prompt, hit_blocks, events);
+        s.cache_prompt(
+            block_ids,
+            &plan.hashes,
+            &request.prompt,
+            request.cache_salt.as_deref(),
+            hit_blocks,
+            events,
+        );
     });
     let filler = Filler::new(config.seed);
     let first_token = Instant::now();

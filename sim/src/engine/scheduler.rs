@@ -80,17 +80,19 @@ impl Scheduler {
         self.waiting.len() != before
     }
 
-    /// Registers a request's prefilled prompt blocks from `first` on.
+    /// Registers the prefilled prompt blocks, from `first` on, of a
+    /// request with `salt` as its `cache_salt`.
     pub fn cache_prompt(
         &mut self,
         block_ids: &[BlockId],
         hashes: &[BlockHash],
         prompt: &[u32],
+        salt: Option<&str>,
         first: usize,
         events: &mut Vec<KvEvent>,
     ) {
         self.pool
-            .cache_full_blocks(block_ids, hashes, prompt, first, events);
+            .cache_full_blocks(block_ids, hashes, prompt, salt, first, events);
     }
 
     /// Releases a finished request's blocks and admits whatever now fits.
