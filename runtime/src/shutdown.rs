@@ -22,33 +22,32 @@ pub fn warn_unless_drained(drained: bool, drain: Duration) {
     }
 }
 
-/// Serves `router` on `listener` until `stop` resolves; then stops
-/// accepting, closes idle kept-alive connections (HTTP/2: GOAWAY) and lets
-/// the requests in flight finish, streamed answers included, for up to
-/// `drain`. Gives whether every connection closed within `drain` (true also
-/// when the server ended on its own), or the server's error.
+/// Serves `router` on `listener` until `stop` resolves, with how long the
+/// requests in flight may still take; then stops accepting, closes idle
+/// kept-alive connections (HTTP/2: GOAWAY) and lets those requests finish,
+/// streamed answers included, for up to that long. Gives whether every
+/// connection closed in time (true also when the server ended on its own),
+/// or the server's error.
 pub async fn serve_draining<S>(
     listener: TcpListener,
     router: axum::Router,
     stop: S,
-    drain: Duration,
 ) -> std::io::Result<bool>
 where
-    S: Future<Output = ()> + Send + 'static,
+    S: Future<Output = Duration> + Send + 'static,
 {
-    let (stopping, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (stopping, stopped) = tokio::sync::oneshot::channel::<Duration>();
     let serving = axum::serve(listener, router)
         .with_graceful_shutdown(async move {
-            stop.await;
-            let _ = stopping.send(());
+            let _ = stopping.send(stop.await);
         })
         .into_future();
     tokio::pin!(serving);
-    tokio::select! {
+    let drain = tokio::select! {
         biased;
         served = &mut serving => return served.map(|()| true),
-        Ok(()) = stopped => {}
-    }
+        Ok(drain) = stopped => drain,
+    };
     match tokio::time::timeout(drain, serving).await {
         Ok(served) => served.map(|()| true),
         Err(_) => Ok(false),
@@ -110,13 +109,13 @@ mod tests {
 
     /// A server whose `/slow` answer sends `first` at once and `last`
     /// only once `release` is notified, and whose `/fast` answer is
-    /// complete at once; it stops when the returned sender fires.
+    /// complete at once; it stops when the returned sender fires, draining
+    /// for as long as it says.
     async fn server(
         release: Arc<Notify>,
-        drain: Duration,
     ) -> (
         std::net::SocketAddr,
-        oneshot::Sender<()>,
+        oneshot::Sender<Duration>,
         JoinHandle<std::io::Result<bool>>,
     ) {
         let router = axum::Router::new()
@@ -142,15 +141,10 @@ mod tests {
             );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let serving = tokio::spawn(serve_draining(
-            listener,
-            router,
-            async move {
-                let _ = stopped.await;
-            },
-            drain,
-        ));
+        let (stop, stopped) = oneshot::channel::<Duration>();
+        let serving = tokio::spawn(serve_draining(listener, router, async move {
+            stopped.await.unwrap_or_default()
+        }));
         (address, stop, serving)
     }
 
@@ -183,11 +177,11 @@ mod tests {
     #[tokio::test]
     async fn a_stop_closes_idle_connections_and_lets_a_streamed_answer_finish() {
         let release = Arc::new(Notify::new());
-        let (address, stop, serving) = server(release.clone(), UNLESS_BROKEN).await;
+        let (address, stop, serving) = server(release.clone()).await;
         let idle = get_until(address, "/fast", "fast").await;
         let streaming = get_until(address, "/slow", "first").await;
 
-        stop.send(()).unwrap();
+        stop.send(UNLESS_BROKEN).unwrap();
         assert_eq!(rest(idle).await, "", "the idle connection is closed");
         assert!(!serving.is_finished(), "the answer in flight is waited for");
         release.notify_one();
@@ -199,10 +193,10 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_that_outlasts_the_drain_is_reported() {
-        let (address, stop, serving) = server(Arc::new(Notify::new()), Duration::ZERO).await;
+        let (address, stop, serving) = server(Arc::new(Notify::new())).await;
         let _streaming = get_until(address, "/slow", "first").await;
 
-        stop.send(()).unwrap();
+        stop.send(Duration::ZERO).unwrap();
         let drained = tokio::time::timeout(UNLESS_BROKEN, serving)
             .await
             .expect("the drain ends")

@@ -121,24 +121,23 @@ impl App {
 
     /// Serves the gateway on `listener` until the task is cancelled.
     pub async fn serve(&self, listener: TcpListener) -> std::io::Result<()> {
-        self.serve_until(listener, std::future::pending(), Duration::ZERO)
+        self.serve_until(listener, std::future::pending())
             .await
             .map(drop)
     }
 
-    /// Serves the gateway on `listener` until `stop` resolves, then lets
-    /// the requests in flight finish (streamed answers included) for up to
-    /// `drain`; gives whether all of them did. See
+    /// Serves the gateway on `listener` until `stop` resolves, with how
+    /// long the requests in flight (streamed answers included) may still
+    /// take; gives whether all of them finished in time. See
     /// [`llmd_runtime::shutdown::serve_draining`].
     pub async fn serve_until(
         &self,
         listener: TcpListener,
-        stop: impl Future<Output = ()> + Send + 'static,
-        drain: Duration,
+        stop: impl Future<Output = Duration> + Send + 'static,
     ) -> std::io::Result<bool> {
         let local = listener.local_addr()?;
         let router = gateway::router(self.gateway.clone(), local);
-        llmd_runtime::shutdown::serve_draining(listener, router, stop, drain).await
+        llmd_runtime::shutdown::serve_draining(listener, router, stop).await
     }
 }
 

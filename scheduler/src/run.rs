@@ -48,7 +48,12 @@ pub async fn run(args: impl IntoIterator<Item = String>) -> ExitCode {
     }
     tracing::info!(listen = %options.listen, "llmd-scheduler serving");
     let drain = llmd_runtime::shutdown::DRAIN_TIMEOUT;
-    let outcome = app.serve_until(listener, stopping, drain).await;
+    let outcome = app
+        .serve_until(listener, async move {
+            stopping.await;
+            drain
+        })
+        .await;
     if let Ok(drained) = outcome {
         llmd_runtime::shutdown::warn_unless_drained(drained, drain);
     }

@@ -34,8 +34,8 @@ pub enum StartError {
 pub struct SimServer {
     addr: SocketAddr,
     kv_events: Option<PublisherEndpoints>,
-    shutdown: oneshot::Sender<()>,
-    task: JoinHandle<io::Result<()>>,
+    shutdown: oneshot::Sender<Duration>,
+    task: JoinHandle<io::Result<bool>>,
 }
 
 impl SimServer {
@@ -80,15 +80,12 @@ impl SimServer {
         };
         let engine = Arc::new(Engine::new(Arc::new(config), identity, events));
         let app = api::router(AppState { engine });
-        let (shutdown, stop) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    // A dropped sender also stops the server.
-                    let _ = stop.await;
-                })
-                .await
-        });
+        let (shutdown, stop) = oneshot::channel::<Duration>();
+        // A dropped sender also stops the server, with no drain.
+        let stopped = async move { stop.await.unwrap_or_default() };
+        let task = tokio::spawn(llmd_runtime::shutdown::serve_draining(
+            listener, app, stopped,
+        ));
         Ok(SimServer {
             addr,
             kv_events,
@@ -109,19 +106,12 @@ impl SimServer {
 
     /// Stops accepting requests, closes idle kept-alive connections and
     /// waits up to `drain` for the requests in flight to finish (a streamed
-    /// answer included); gives whether all did. Past `drain`, the server
-    /// task is aborted and the requests left are cut off when the runtime
-    /// stops.
-    pub async fn shutdown(mut self, drain: Duration) -> io::Result<bool> {
+    /// answer included); gives whether all did. Those left are cut off when
+    /// the runtime stops.
+    pub async fn shutdown(self, drain: Duration) -> io::Result<bool> {
         // The server may already have stopped on its own.
-        let _ = self.shutdown.send(());
-        match tokio::time::timeout(drain, &mut self.task).await {
-            Ok(joined) => joined.map_err(io::Error::other)?.map(|()| true),
-            Err(_) => {
-                self.task.abort();
-                Ok(false)
-            }
-        }
+        let _ = self.shutdown.send(drain);
+        self.task.await.map_err(io::Error::other)?
     }
 }
 
