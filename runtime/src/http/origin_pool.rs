@@ -1,8 +1,7 @@
 //! Kept-alive HTTP/1 connections, plain or over TLS, to one upstream
-//! origin, for a proxy's
-//! calls to its one local server (the pd-proxy to its decoder), and a pool
-//! per origin for a client of many (the scheduler to its pods, the
-//! pd-proxy to its prefillers).
+//! origin, for a proxy's calls to its one local server (the pd-proxy to its
+//! decoder), and a pool per origin for a client of many (the scheduler to
+//! its pods, the pd-proxy to its prefillers).
 //!
 //! hyper's general pooled client serves any number of origins: per request
 //! it hashes the origin into its pool map, checks a connection out through
@@ -143,12 +142,13 @@ struct TlsOrigin {
 
 impl TlsOrigin {
     fn new(origin: &Authority, config: Arc<ClientConfig>) -> Result<TlsOrigin, OriginError> {
-        let server_name = ServerName::try_from(origin.host().to_owned()).map_err(|source| {
-            OriginError::ServerName {
+        // An IPv6 host comes bracketed, as URIs write it.
+        let host = origin.host().trim_start_matches('[').trim_end_matches(']');
+        let server_name =
+            ServerName::try_from(host.to_owned()).map_err(|source| OriginError::ServerName {
                 origin: origin.clone(),
                 source,
-            }
-        })?;
+            })?;
         Ok(TlsOrigin {
             config,
             server_name,
@@ -745,6 +745,30 @@ mod tests {
             assert_eq!(host, origin.address.to_string());
         }
         assert_eq!(origin.connections(), 1);
+    }
+
+    #[test]
+    fn tls_origins_are_named_by_host_name_or_address() {
+        let tls = crate::http::upstream_tls_config(true).unwrap();
+        let name = |authority: &'static str| {
+            let origin = Authority::from_static(authority);
+            OriginPool::with_tls(origin, None, tls.clone()).map(|pool| {
+                pool.shared
+                    .tls
+                    .as_ref()
+                    .map(|t| t.server_name.to_str().into_owned())
+            })
+        };
+        assert_eq!(
+            name("prefill-0.ns.svc:8000").unwrap().as_deref(),
+            Some("prefill-0.ns.svc")
+        );
+        assert_eq!(name("10.0.0.7:8000").unwrap().as_deref(), Some("10.0.0.7"));
+        assert_eq!(name("[::1]:8000").unwrap().as_deref(), Some("::1"));
+        assert!(matches!(
+            name("bad_host!:8000"),
+            Err(OriginError::ServerName { .. })
+        ));
     }
 
     #[tokio::test]
