@@ -747,6 +747,32 @@ mod tests {
         assert_eq!(origin.connections(), 1);
     }
 
+    #[tokio::test]
+    async fn a_request_body_that_fails_is_the_requests_own_failure() {
+        let origin = Origin::start(Answer::KeptAlive).await;
+        let failing = futures_util::stream::iter([
+            Ok(Bytes::from_static(b"{\"partial\":")),
+            Err(std::io::Error::other("the client went away")),
+        ]);
+        let request = Request::builder()
+            .method("POST")
+            .uri("/v1/completions")
+            .body(Body::from_stream(failing))
+            .unwrap();
+        let error = origin
+            .pool()
+            .send(request)
+            .await
+            .expect_err("the body failed");
+        assert!(error.is_request_body(), "{error:?}");
+        assert!(!error.is_connect(), "{error:?}");
+        let refused = OriginPool::new(Authority::from_static("127.0.0.1:1"), None)
+            .send(get(origin.address))
+            .await
+            .expect_err("nothing listens");
+        assert!(!refused.is_request_body(), "{refused:?}");
+    }
+
     #[test]
     fn tls_origins_are_named_by_host_name_or_address() {
         let tls = crate::http::upstream_tls_config(true).unwrap();
