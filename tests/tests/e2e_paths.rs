@@ -221,21 +221,26 @@ fn pd_requests_run_the_prefill_pod_then_the_decode_pod_under_the_pd_proxy() {
     }
 }
 
-#[test]
-fn a_repeated_long_prompt_hits_the_decode_pods_prefix_cache_and_skips_prefill() {
-    let shared = shared();
-    let first = support::request(&shared.model, "again", shared.long_words, false);
-    shared.send(&first);
-    let pd = shared.trace(
-        &first,
-        Expectation {
-            path: RequestPath::PrefillDecode,
-            streaming: false,
-            prefix_hit: false,
-        },
-    );
+/// A long prompt nothing has cached: the P/D path.
+const NOT_CACHED: Expectation = Expectation {
+    path: RequestPath::PrefillDecode,
+    streaming: false,
+    prefix_hit: false,
+};
+
+/// Sends `first` (a long prompt not cached yet: P/D), then the same request
+/// under a new id made from `label`, which must be a prefix-cache hit served
+/// decode-only by the pod that decoded `first`; gives the repeat, its
+/// answer and its trace.
+fn repeat_hits_the_same_decode_pod(
+    shared: &Shared,
+    first: &ChatRequest,
+    label: &str,
+) -> (ChatRequest, ChatOutcome, TraceTree) {
+    shared.send(first);
+    let pd = shared.trace(first, NOT_CACHED);
     let again = ChatRequest {
-        request_id: Some(support::unique("again")),
+        request_id: Some(support::unique(label)),
         ..first.clone()
     };
     let answer = shared.send(&again);
@@ -247,6 +252,19 @@ fn a_repeated_long_prompt_hits_the_decode_pods_prefix_cache_and_skips_prefill() 
             prefix_hit: true,
         },
     );
+    assert_eq!(
+        decode_pod(&hit),
+        decode_pod(&pd),
+        "routed to the pod holding the prefix"
+    );
+    (again, answer, hit)
+}
+
+#[test]
+fn a_repeated_long_prompt_hits_the_decode_pods_prefix_cache_and_skips_prefill() {
+    let shared = shared();
+    let first = support::request(&shared.model, "again", shared.long_words, false);
+    let (again, answer, hit) = repeat_hits_the_same_decode_pod(shared, &first, "again");
     assert_common(shared, &hit, &answer, &again);
     let scores = one(&hit, "llm_d.kv_cache.get_scores");
     assert!(number(scores, "llm_d.kv_cache.blocks_found") > 0.0);
@@ -264,11 +282,6 @@ fn a_repeated_long_prompt_hits_the_decode_pods_prefix_cache_and_skips_prefill() 
         ),
         "cached_prefix_sufficient"
     );
-    assert_eq!(
-        decode_pod(&hit),
-        decode_pod(&pd),
-        "routed to the pod holding the prefix"
-    );
 }
 
 /// The service name of the decode pod that served the traced request.
@@ -282,37 +295,11 @@ fn decode_pod(tree: &TraceTree) -> Option<String> {
 #[test]
 fn a_cache_salt_keeps_prefix_hits_among_requests_of_the_same_salt() {
     let shared = shared();
-    let not_cached = Expectation {
-        path: RequestPath::PrefillDecode,
-        streaming: false,
-        prefix_hit: false,
-    };
     let first = ChatRequest {
         cache_salt: Some("tenant-a".to_owned()),
         ..support::request(&shared.model, "salted", shared.long_words, false)
     };
-    shared.send(&first);
-    let pd = shared.trace(&first, not_cached);
-
-    let again = ChatRequest {
-        request_id: Some(support::unique("salted-again")),
-        ..first.clone()
-    };
-    shared.send(&again);
-    let hit = shared.trace(
-        &again,
-        Expectation {
-            path: RequestPath::DecodeOnly,
-            streaming: false,
-            prefix_hit: true,
-        },
-    );
-    assert_eq!(
-        decode_pod(&hit),
-        decode_pod(&pd),
-        "routed to the pod holding the salted prefix"
-    );
-
+    repeat_hits_the_same_decode_pod(shared, &first, "salted-again");
     for (label, salt) in [("other-salt", Some("tenant-b")), ("unsalted", None)] {
         let other = ChatRequest {
             request_id: Some(support::unique(label)),
@@ -320,7 +307,7 @@ fn a_cache_salt_keeps_prefix_hits_among_requests_of_the_same_salt() {
             ..first.clone()
         };
         shared.send(&other);
-        shared.trace(&other, not_cached);
+        shared.trace(&other, NOT_CACHED);
     }
 }
 

@@ -50,6 +50,37 @@ fn post(address: &str, path: &str, body: &str) -> String {
     answer.lines().next().unwrap_or_default().to_owned()
 }
 
+/// The launch of a scheduler named `name` on an ephemeral loopback port
+/// with `env`, its pool one pod of the default model at `pod_address`
+/// (written to a file in the returned directory, where its log goes too).
+fn scheduler_launch(
+    name: &str,
+    pod_address: &str,
+    env: Vec<(String, String)>,
+) -> (Launch, std::path::PathBuf) {
+    let dir = support::log_dir(&format!("{name}-files"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let pool = dir.join("pool.yaml");
+    std::fs::write(
+        &pool,
+        format!("endpoints:\n- address: {pod_address}\n  model: {DEFAULT_MODEL}\n"),
+    )
+    .expect("pool written");
+    let launch = Launch {
+        name: name.to_owned(),
+        component: Component::Scheduler,
+        args: vec![
+            "--pool".into(),
+            pool.display().to_string(),
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--no-reload".into(),
+        ],
+        env,
+    };
+    (launch, dir)
+}
+
 /// Starts `launch`, sends one request, stops the process with SIGTERM and
 /// checks that it exited 0 with the span named `span` exported.
 fn stops_on_sigterm(
@@ -114,27 +145,12 @@ fn the_pd_proxy_flushes_its_spans_and_exits_zero_on_sigterm() {
 #[test]
 fn the_scheduler_flushes_its_spans_and_exits_zero_on_sigterm() {
     let receiver = OtlpReceiver::start().expect("receiver");
-    let dir = support::log_dir("scheduler-sigterm-files");
-    std::fs::create_dir_all(&dir).expect("dir");
     // One pod nobody serves: the request span ends with "no ready endpoint".
-    let pool = dir.join("pool.yaml");
-    std::fs::write(
-        &pool,
-        format!("endpoints:\n- address: 127.0.0.1:1\n  model: {DEFAULT_MODEL}\n"),
-    )
-    .expect("pool written");
-    let launch = Launch {
-        name: "scheduler-sigterm".into(),
-        component: Component::Scheduler,
-        args: vec![
-            "--pool".into(),
-            pool.display().to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--no-reload".into(),
-        ],
-        env: traced(&receiver).telemetry_env("llm-d-scheduler"),
-    };
+    let (launch, _) = scheduler_launch(
+        "scheduler-sigterm",
+        "127.0.0.1:1",
+        traced(&receiver).telemetry_env("llm-d-scheduler"),
+    );
     let body =
         format!(r#"{{"model":"{DEFAULT_MODEL}","messages":[{{"role":"user","content":"hi"}}]}}"#);
     stops_on_sigterm(
@@ -226,26 +242,11 @@ fn the_simulator_finishes_a_streamed_answer_on_sigterm() {
 #[test]
 fn the_scheduler_finishes_a_streamed_answer_on_sigterm() {
     let (_pod, pod_address) = slow_pod("vllm-behind-scheduler-sigterm");
-    let dir = support::log_dir("scheduler-sigterm-stream-files");
-    std::fs::create_dir_all(&dir).expect("dir");
-    let pool = dir.join("pool.yaml");
-    std::fs::write(
-        &pool,
-        format!("endpoints:\n- address: {pod_address}\n  model: {DEFAULT_MODEL}\n"),
-    )
-    .expect("pool written");
-    let launch = Launch {
-        name: "scheduler-sigterm-stream".into(),
-        component: Component::Scheduler,
-        args: vec![
-            "--pool".into(),
-            pool.display().to_string(),
-            "--listen".into(),
-            "127.0.0.1:0".into(),
-            "--no-reload".into(),
-        ],
-        env: StackOptions::new(support::launcher(), Tracing::Off).telemetry_env("llm-d-scheduler"),
-    };
+    let (launch, dir) = scheduler_launch(
+        "scheduler-sigterm-stream",
+        &pod_address,
+        StackOptions::new(support::launcher(), Tracing::Off).telemetry_env("llm-d-scheduler"),
+    );
     let mut scheduler =
         ComponentProcess::spawn(&support::launcher(), &launch, &dir).expect("starts");
     let address = scheduler
