@@ -30,7 +30,9 @@ mod upstream_tls;
 pub use body::TracedBody;
 pub use client::RequestBuilderExt;
 pub use crypto::install_crypto_provider;
-pub use origin_pool::{OriginError, OriginKey, OriginPool, OriginPools, PooledBody};
+pub use origin_pool::{
+    DEFAULT_MAX_IDLE, OriginError, OriginKey, OriginPool, OriginPools, PooledBody,
+};
 pub use plain_http::json_post;
 pub use refused::is_connection_refused;
 pub use semconv::server_error_type;

@@ -34,15 +34,17 @@ use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 use tokio_rustls::TlsConnector;
 use tower_service::Service;
 
-/// Idle connections kept at most: enough for every concurrent request of
-/// a busy server to find one.
-const MAX_IDLE: usize = 1024;
+/// Idle connections kept at most by default: enough for every concurrent
+/// request of a busy server to find one (and llm-d's sidecar's default
+/// `--max-idle-conns-per-host`).
+pub const DEFAULT_MAX_IDLE: usize = 1024;
 
 /// How long a connection may stay idle in the pool before it is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -130,6 +132,9 @@ struct Shared {
     /// Idle connections and when each went idle, oldest first.
     idle: Mutex<VecDeque<Idle>>,
     idle_timeout: Duration,
+    /// Idle connections kept at most; a connection that finds the pool
+    /// full of live ones is closed.
+    max_idle: AtomicUsize,
 }
 
 /// The TLS side of an HTTPS origin.
@@ -210,8 +215,17 @@ impl OriginPool {
                 connect_timeout,
                 idle: Mutex::new(VecDeque::new()),
                 idle_timeout,
+                max_idle: AtomicUsize::new(DEFAULT_MAX_IDLE),
             }),
         }
+    }
+
+    /// Keeps at most `max_idle` idle connections ([`DEFAULT_MAX_IDLE`]
+    /// unless set); connections beyond it are closed when their response
+    /// ends. Applies to clones too.
+    pub fn with_max_idle(self, max_idle: usize) -> OriginPool {
+        self.shared.max_idle.store(max_idle, Ordering::Relaxed);
+        self
     }
 
     /// Sends `request` (its URI in origin form, `/path?query`) on an idle
@@ -373,6 +387,8 @@ struct PoolsShared<K> {
     /// For HTTPS origins, their TLS client configuration.
     tls: Option<Arc<ClientConfig>>,
     idle_timeout: Duration,
+    /// Each pool's [`OriginPool::with_max_idle`].
+    max_idle: AtomicUsize,
 }
 
 impl<K: OriginKey> OriginPools<K> {
@@ -399,8 +415,17 @@ impl<K: OriginKey> OriginPools<K> {
                 connect_timeout,
                 tls,
                 idle_timeout,
+                max_idle: AtomicUsize::new(DEFAULT_MAX_IDLE),
             }),
         }
+    }
+
+    /// Each origin's pool keeps at most `max_idle` idle connections (see
+    /// [`OriginPool::with_max_idle`]); applies to the pools made from now
+    /// on, and to clones.
+    pub fn with_max_idle(self, max_idle: usize) -> OriginPools<K> {
+        self.shared.max_idle.store(max_idle, Ordering::Relaxed);
+        self
     }
 
     /// Whether the origins are reached over TLS.
@@ -443,7 +468,8 @@ impl<K: OriginKey> OriginPools<K> {
             self.shared.connect_timeout,
             tls,
             self.shared.idle_timeout,
-        );
+        )
+        .with_max_idle(self.shared.max_idle.load(Ordering::Relaxed));
         pools.insert(origin.clone(), pool.clone());
         Ok(pool)
     }
@@ -508,10 +534,11 @@ impl Shared {
         {
             idle.pop_front();
         }
-        if idle.len() >= MAX_IDLE {
+        let max_idle = self.max_idle.load(Ordering::Relaxed);
+        if idle.len() >= max_idle {
             idle.retain(|kept| !kept.sender.is_closed());
         }
-        if idle.len() < MAX_IDLE {
+        if idle.len() < max_idle {
             idle.push_back(Idle { sender, since });
         }
     }
@@ -996,5 +1023,46 @@ mod tests {
         let mut expected = vec![kept.address, third];
         expected.sort();
         assert_eq!(origins, expected, "the closing origin's pool held nothing");
+    }
+
+    /// Sends `count` requests at once through `pool` (each on a connection
+    /// of its own, none being idle), then reads every answer, so that all
+    /// `count` connections go back to the pool; gives the idle count.
+    async fn idle_after_concurrent_requests(
+        pool: &OriginPool,
+        origin: &Origin,
+        count: usize,
+    ) -> usize {
+        let mut responses = Vec::new();
+        for _ in 0..count {
+            responses.push(pool.send(get(origin.address)).await.unwrap());
+        }
+        assert_eq!(origin.connections(), count);
+        for response in responses {
+            response.into_body().collect().await.unwrap();
+        }
+        pool.idle_connections()
+    }
+
+    #[tokio::test]
+    async fn a_pool_keeps_at_most_its_max_idle_connections() {
+        let origin = Origin::start(Answer::KeptAlive).await;
+        assert_eq!(
+            idle_after_concurrent_requests(&origin.pool(), &origin, 4).await,
+            4
+        );
+        let origin = Origin::start(Answer::KeptAlive).await;
+        let capped = origin.pool().with_max_idle(2);
+        assert_eq!(idle_after_concurrent_requests(&capped, &origin, 4).await, 2);
+        fetch(&capped, origin.address).await;
+        assert_eq!(origin.connections(), 4, "a kept connection served it");
+    }
+
+    #[tokio::test]
+    async fn pools_per_origin_keep_at_most_their_max_idle_connections() {
+        let origin = Origin::start(Answer::KeptAlive).await;
+        let pools = OriginPools::new(None).with_max_idle(1);
+        let pool = pools.pool(&origin.address).unwrap();
+        assert_eq!(idle_after_concurrent_requests(&pool, &origin, 3).await, 1);
     }
 }
