@@ -2,11 +2,21 @@
 //! working) and the YAML configuration file with the same keys.
 //!
 //! Precedence: a flag given on the command line, then the configuration
-//! (`--configuration` text, else `--configuration-file`), then the default.
+//! (`--configuration` text, else `--configuration-file`), then the
+//! environment variable llm-d reads for it (if any), then the default.
+//!
+//! Flags are read as Go's flag package reads them too (`-port=8000` for
+//! `--port=8000`), since llm-d's sidecar was long parsed with it, and
+//! llm-d's deprecated flags and logging flags are understood.
 
-use crate::config::{Config, ConfigError, KvConnector, ListenerTls, UpstreamTls};
+mod log_flags;
+
+pub use log_flags::{LogChoice, LogFlags, LogLevel};
+
+use crate::config::{Config, ConfigError, InferencePool, KvConnector, ListenerTls, UpstreamTls};
 use clap::Parser;
 use serde::Deserialize;
+use std::ffi::OsString;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -109,6 +119,59 @@ pub struct Cli {
     #[arg(long, value_name = "PORT")]
     pub sglang_bootstrap_port: Option<u16>,
 
+    /// Pick the prefill target at random among those the request's
+    /// x-prefiller-host-port lists, instead of the first
+    /// [env: ENABLE_PREFILLER_SAMPLING] [default: false].
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub enable_prefiller_sampling: Option<bool>,
+
+    /// Idle kept-alive connections kept per upstream (the decoder, each
+    /// prefiller); set it to at least the expected concurrency
+    /// [default: 1024].
+    #[arg(long, value_name = "N")]
+    pub max_idle_conns_per_host: Option<usize>,
+
+    /// The InferencePool (namespace/name, or name in the default namespace)
+    /// whose pods llm-d's sidecar allows under SSRF protection
+    /// [env: INFERENCE_POOL]. This proxy does not watch Kubernetes: with
+    /// --enable-ssrf-protection, list the pool's prefill hosts in
+    /// --allowed-prefill-hosts.
+    #[arg(long, value_name = "[NAMESPACE/]NAME")]
+    pub inference_pool: Option<String>,
+
+    /// Deprecated: use --inference-pool [env: INFERENCE_POOL_NAMESPACE].
+    #[arg(long, value_name = "NAMESPACE")]
+    pub inference_pool_namespace: Option<String>,
+
+    /// Deprecated: use --inference-pool [env: INFERENCE_POOL_NAME].
+    #[arg(long, value_name = "NAME")]
+    pub inference_pool_name: Option<String>,
+
+    /// API group of the InferencePool, accepted for llm-d compatibility
+    /// (llm-d's pool watch reads it; this proxy runs none).
+    #[arg(long, value_name = "GROUP")]
+    pub pool_group: Option<String>,
+
+    /// Deprecated: use --enable-tls=prefiller.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub prefiller_use_tls: Option<bool>,
+
+    /// Deprecated: use --enable-tls=decoder.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub decoder_use_tls: Option<bool>,
+
+    /// Deprecated: use --tls-insecure-skip-verify=prefiller.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub prefiller_tls_insecure_skip_verify: Option<bool>,
+
+    /// Deprecated: use --tls-insecure-skip-verify=decoder.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub decoder_tls_insecure_skip_verify: Option<bool>,
+
+    /// llm-d's logging flags.
+    #[command(flatten)]
+    pub logging: LogFlags,
+
     /// Configuration as YAML text, with the long flag names as keys.
     #[arg(long, value_name = "YAML", conflicts_with = "configuration_file")]
     pub configuration: Option<String>,
@@ -142,6 +205,26 @@ struct FileConfig {
     prefill_timeout_seconds: Option<u64>,
     connect_timeout_ms: Option<u64>,
     sglang_bootstrap_port: Option<u16>,
+    enable_prefiller_sampling: Option<bool>,
+    max_idle_conns_per_host: Option<usize>,
+    inference_pool: Option<String>,
+    pool_group: Option<String>,
+    prefiller_use_tls: Option<bool>,
+    decoder_use_tls: Option<bool>,
+    prefiller_tls_insecure_skip_verify: Option<bool>,
+    decoder_tls_insecure_skip_verify: Option<bool>,
+}
+
+/// What a command line resolves to.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The proxy's configuration.
+    pub config: Config,
+    /// What the logging flags ask of the logger.
+    pub logging: LogChoice,
+    /// Warnings about the configuration (deprecated flags, settings with no
+    /// effect), to log once the logger is installed.
+    pub notices: Vec<String>,
 }
 
 /// A list given either as a YAML sequence or as one comma-separated string.
@@ -162,9 +245,29 @@ impl StringList {
 }
 
 impl Cli {
-    /// Resolves the command line, the configuration it names and the
-    /// defaults into a validated [`Config`].
-    pub fn resolve(self) -> Result<Config, ConfigError> {
+    /// Parses `args` (the program name first) as the binary does: Go-style
+    /// single-dash long flags (`-vllm-port=8001`) are read as their
+    /// double-dash form.
+    pub fn from_args<I, T>(args: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString>,
+    {
+        Cli::try_parse_from(go_style_flags(args))
+    }
+
+    /// Resolves the command line, the configuration it names, the
+    /// environment and the defaults into a validated [`Config`].
+    pub fn resolve(self) -> Result<Resolved, ConfigError> {
+        self.resolve_with_env(|name| std::env::var(name).ok())
+    }
+
+    /// [`Cli::resolve`], with environment variables read through `lookup`
+    /// (an empty value counts as unset).
+    pub fn resolve_with_env(
+        self,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Resolved, ConfigError> {
         let file = match (&self.configuration, &self.configuration_file) {
             (Some(text), _) => parse_file(text)?,
             (None, Some(path)) => {
@@ -176,10 +279,23 @@ impl Cli {
             }
             (None, None) => FileConfig::default(),
         };
-        self.merge(file)
+        let env = |name: &str| lookup(name).filter(|value| !value.is_empty());
+        let logging = self.logging.resolve()?;
+        let mut notices = Vec::new();
+        let config = self.merge(file, &env, &mut notices)?;
+        Ok(Resolved {
+            config,
+            logging,
+            notices,
+        })
     }
 
-    fn merge(self, file: FileConfig) -> Result<Config, ConfigError> {
+    fn merge(
+        self,
+        file: FileConfig,
+        env: &dyn Fn(&str) -> Option<String>,
+        notices: &mut Vec<String>,
+    ) -> Result<Config, ConfigError> {
         let defaults = Config::defaults();
         let list = |cli: Vec<String>, file: Option<StringList>| -> Vec<String> {
             let items = if cli.is_empty() {
@@ -213,11 +329,40 @@ impl Cli {
             Some(allowed)
         } else {
             if !allowed.is_empty() {
-                tracing::warn!(
+                notices.push(
                     "allowed-prefill-hosts is set but enable-ssrf-protection is off: not enforced"
+                        .to_owned(),
                 );
             }
             None
+        };
+        let inference_pool = inference_pool(
+            self.inference_pool.or(file.inference_pool),
+            self.inference_pool_namespace,
+            self.inference_pool_name,
+            env,
+        )?;
+        if let Some(pool) = inference_pool.as_ref().filter(|_| ssrf) {
+            let group = self.pool_group.or(file.pool_group);
+            let group = group.map_or(String::new(), |group| format!(" (group {group})"));
+            notices.push(format!(
+                "InferencePool {pool}{group} is not watched: SSRF protection allows the hosts \
+                 of allowed-prefill-hosts"
+            ));
+        }
+        let prefiller_sampling = match self
+            .enable_prefiller_sampling
+            .or(file.enable_prefiller_sampling)
+        {
+            Some(sampling) => sampling,
+            None => match env("ENABLE_PREFILLER_SAMPLING") {
+                Some(text) => go_bool(&text).ok_or_else(|| {
+                    ConfigError::Invalid(format!(
+                        "ENABLE_PREFILLER_SAMPLING={text:?}: expected true or false"
+                    ))
+                })?,
+                None => false,
+            },
         };
 
         let cert_path = self.cert_path.or(file.cert_path);
@@ -230,6 +375,41 @@ impl Cli {
             ListenerTls::Off
         };
 
+        let mut deprecated =
+            |flag: &str, cli: Option<bool>, file: Option<bool>, list_on_cli: bool| {
+                if cli.is_some() || file.is_some() {
+                    notices.push(format!("{flag} is deprecated: use {}", replacement(flag)));
+                }
+                // As llm-d: the file's value counts only when the list that
+                // replaces the flag is not on the command line.
+                cli.or(file.filter(|_| !list_on_cli)).unwrap_or(false)
+            };
+        let tls_on_cli = !self.enable_tls.is_empty();
+        let skip_on_cli = !self.tls_insecure_skip_verify.is_empty();
+        let prefiller_use_tls = deprecated(
+            "prefiller-use-tls",
+            self.prefiller_use_tls,
+            file.prefiller_use_tls,
+            tls_on_cli,
+        );
+        let decoder_use_tls = deprecated(
+            "decoder-use-tls",
+            self.decoder_use_tls,
+            file.decoder_use_tls,
+            tls_on_cli,
+        );
+        let prefiller_skip_verify = deprecated(
+            "prefiller-tls-insecure-skip-verify",
+            self.prefiller_tls_insecure_skip_verify,
+            file.prefiller_tls_insecure_skip_verify,
+            skip_on_cli,
+        );
+        let decoder_skip_verify = deprecated(
+            "decoder-tls-insecure-skip-verify",
+            self.decoder_tls_insecure_skip_verify,
+            file.decoder_tls_insecure_skip_verify,
+            skip_on_cli,
+        );
         let enable_tls = Stages::parse("enable-tls", list(self.enable_tls, file.enable_tls))?;
         let skip_verify = Stages::parse(
             "tls-insecure-skip-verify",
@@ -254,13 +434,19 @@ impl Cli {
             connector,
             allowed_prefill_hosts,
             listener_tls,
+            inference_pool,
+            prefiller_sampling,
+            max_idle_conns_per_host: self
+                .max_idle_conns_per_host
+                .or(file.max_idle_conns_per_host)
+                .unwrap_or(defaults.max_idle_conns_per_host),
             prefiller_tls: UpstreamTls {
-                enabled: enable_tls.prefiller,
-                insecure_skip_verify: skip_verify.prefiller,
+                enabled: enable_tls.prefiller || prefiller_use_tls,
+                insecure_skip_verify: skip_verify.prefiller || prefiller_skip_verify,
             },
             decoder_tls: UpstreamTls {
-                enabled: enable_tls.decoder,
-                insecure_skip_verify: skip_verify.decoder,
+                enabled: enable_tls.decoder || decoder_use_tls,
+                insecure_skip_verify: skip_verify.decoder || decoder_skip_verify,
             },
             data_parallel_size: self
                 .data_parallel_size
@@ -301,6 +487,94 @@ impl Cli {
     }
 }
 
+/// Rewrites Go-style single-dash long flags (`-port=8000`, `-secure-proxy`)
+/// as `--port=8000`: Go's flag package reads one dash and two alike, and
+/// llm-d's older manifests and documents use one. Single-letter flags
+/// (`-v=5`), values and everything after `--` are left as they are.
+fn go_style_flags<I, T>(args: I) -> Vec<OsString>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let mut rest_are_values = false;
+    args.into_iter()
+        .enumerate()
+        .map(|(index, arg)| {
+            let arg: OsString = arg.into();
+            if index == 0 || rest_are_values {
+                return arg;
+            }
+            let Some(text) = arg.to_str() else {
+                return arg;
+            };
+            if text == "--" {
+                rest_are_values = true;
+                return arg;
+            }
+            let name = text
+                .strip_prefix('-')
+                .filter(|name| !name.starts_with('-'))
+                .map(|name| name.split_once('=').map_or(name, |(name, _)| name));
+            match name {
+                Some(name)
+                    if name.len() > 1
+                        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') =>
+                {
+                    OsString::from(format!("-{text}"))
+                }
+                _ => arg,
+            }
+        })
+        .collect()
+}
+
+/// The flag that replaces a deprecated one.
+fn replacement(flag: &str) -> &'static str {
+    match flag {
+        "prefiller-use-tls" => "enable-tls=prefiller",
+        "decoder-use-tls" => "enable-tls=decoder",
+        "prefiller-tls-insecure-skip-verify" => "tls-insecure-skip-verify=prefiller",
+        _ => "tls-insecure-skip-verify=decoder",
+    }
+}
+
+/// The InferencePool named by `--inference-pool` (or the file, or
+/// `INFERENCE_POOL`), else by the deprecated namespace and name flags (or
+/// `INFERENCE_POOL_NAMESPACE` and `INFERENCE_POOL_NAME`), as llm-d reads it.
+fn inference_pool(
+    pool: Option<String>,
+    namespace: Option<String>,
+    name: Option<String>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Option<InferencePool>, ConfigError> {
+    if let Some(pool) = pool.or_else(|| env("INFERENCE_POOL")) {
+        return InferencePool::parse(&pool).map(Some);
+    }
+    let namespace = namespace.or_else(|| env("INFERENCE_POOL_NAMESPACE"));
+    let name = name.or_else(|| env("INFERENCE_POOL_NAME"));
+    match (namespace, name) {
+        (None, None) => Ok(None),
+        (Some(namespace), Some(name)) if !namespace.contains('/') => {
+            InferencePool::parse(&format!("{namespace}/{name}")).map(Some)
+        }
+        _ => Err(ConfigError::Invalid(
+            "inference-pool-namespace and inference-pool-name go together (or use \
+             inference-pool namespace/name)"
+                .into(),
+        )),
+    }
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it.
+fn go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 fn parse_file(text: &str) -> Result<FileConfig, ConfigError> {
     if text.trim().is_empty() {
         return Ok(FileConfig::default());
@@ -338,11 +612,24 @@ mod tests {
     use super::*;
 
     fn resolve(args: &[&str]) -> Result<Config, ConfigError> {
+        resolve_in(args, &[]).map(|resolved| resolved.config)
+    }
+
+    /// Resolves `args` with only the environment variables `env` set.
+    fn resolve_in(args: &[&str], env: &[(&str, &str)]) -> Result<Resolved, ConfigError> {
         let mut argv = vec!["llmd-pd-proxy"];
         argv.extend_from_slice(args);
-        Cli::try_parse_from(argv)
+        let env: Vec<(String, String)> = env
+            .iter()
+            .map(|(name, value)| (name.to_string(), value.to_string()))
+            .collect();
+        Cli::from_args(argv)
             .map_err(|e| ConfigError::Invalid(e.to_string()))?
-            .resolve()
+            .resolve_with_env(|name| {
+                env.iter()
+                    .find(|(set, _)| set == name)
+                    .map(|(_, value)| value.clone())
+            })
     }
 
     #[test]
@@ -436,5 +723,216 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(from_flag.connect_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn go_style_single_dash_flags_are_read_as_go_reads_them() {
+        let argv = [
+            "prog",
+            "-port=1",
+            "-v=5",
+            "-vllm-port",
+            "2",
+            "--x",
+            "-",
+            "--",
+            "-y",
+        ];
+        let rewritten: Vec<String> = go_style_flags(argv)
+            .into_iter()
+            .map(|arg| arg.into_string().unwrap())
+            .collect();
+        assert_eq!(
+            rewritten,
+            [
+                "prog",
+                "--port=1",
+                "-v=5",
+                "--vllm-port",
+                "2",
+                "--x",
+                "-",
+                "--",
+                "-y"
+            ]
+        );
+        let c = resolve(&[
+            "-port=9000",
+            "-vllm-port",
+            "9001",
+            "-connector=sglang",
+            "-secure-proxy=false",
+        ])
+        .unwrap();
+        assert_eq!((c.port, c.vllm_port), (9000, 9001));
+        assert_eq!(c.connector, KvConnector::SgLang);
+        assert_eq!(c.listener_tls, ListenerTls::Off);
+    }
+
+    /// The arguments llm-d-modelservice's chart renders for the routing
+    /// proxy: the older chart always passes `-v=5`, the newer the zap flags.
+    #[test]
+    fn the_llm_d_charts_arguments_are_understood() {
+        let older = [
+            "--port=8000",
+            "--vllm-port=8200",
+            "--connector=nixlv2",
+            "-v=5",
+            "--secure-proxy=false",
+            "--prefiller-use-tls=true",
+            "--cert-path=/etc/certs",
+        ];
+        let resolved = resolve_in(&older, &[]).unwrap();
+        assert_eq!(resolved.config.vllm_port, 8200);
+        assert!(resolved.config.prefiller_tls.enabled);
+        assert_eq!(resolved.logging.level, Some(LogLevel::Trace));
+        assert_eq!(
+            resolved.notices,
+            ["prefiller-use-tls is deprecated: use enable-tls=prefiller"]
+        );
+        let newer = [
+            "--port=8000",
+            "--vllm-port=8200",
+            "--connector=nixlv2",
+            "--zap-devel=false",
+            "--zap-encoder=json",
+            "--zap-log-level=debug",
+            "--zap-stacktrace-level=error",
+            "--zap-time-encoding=iso8601",
+            "--secure-proxy=true",
+        ];
+        let resolved = resolve_in(&newer, &[]).unwrap();
+        assert_eq!(resolved.logging.level, Some(LogLevel::Debug));
+        assert_eq!(
+            resolved.logging.format,
+            Some(llmd_runtime::telemetry::LogFormat::Json)
+        );
+        assert!(resolved.notices.is_empty());
+    }
+
+    #[test]
+    fn deprecated_tls_flags_add_their_stage() {
+        let resolved = resolve_in(
+            &[
+                "--decoder-use-tls",
+                "--decoder-tls-insecure-skip-verify=true",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            resolved.config.decoder_tls,
+            UpstreamTls {
+                enabled: true,
+                insecure_skip_verify: true
+            }
+        );
+        assert!(!resolved.config.prefiller_tls.enabled);
+        assert_eq!(resolved.notices.len(), 2, "{:?}", resolved.notices);
+        let yaml = "prefiller-use-tls: true\nprefiller-tls-insecure-skip-verify: true\n";
+        let from_file = resolve(&["--configuration", yaml]).unwrap();
+        assert!(from_file.prefiller_tls.enabled && from_file.prefiller_tls.insecure_skip_verify);
+        let overridden = resolve(&["--configuration", yaml, "--enable-tls=decoder"]).unwrap();
+        assert!(
+            !overridden.prefiller_tls.enabled && overridden.decoder_tls.enabled,
+            "as in llm-d, --enable-tls on the command line replaces the file's deprecated keys"
+        );
+        assert!(overridden.prefiller_tls.insecure_skip_verify);
+        let off = resolve(&["--prefiller-use-tls=false", "--enable-tls=prefiller"]).unwrap();
+        assert!(
+            off.prefiller_tls.enabled,
+            "false never removes a listed stage"
+        );
+    }
+
+    #[test]
+    fn prefiller_sampling_comes_from_the_flag_the_file_or_the_environment() {
+        let sampling = |args: &[&str], env: &[(&str, &str)]| {
+            resolve_in(args, env).map(|resolved| resolved.config.prefiller_sampling)
+        };
+        assert!(!sampling(&[], &[]).unwrap());
+        assert!(sampling(&["--enable-prefiller-sampling"], &[]).unwrap());
+        assert!(sampling(&[], &[("ENABLE_PREFILLER_SAMPLING", "True")]).unwrap());
+        assert!(!sampling(&[], &[("ENABLE_PREFILLER_SAMPLING", "")]).unwrap());
+        let env = [("ENABLE_PREFILLER_SAMPLING", "1")];
+        assert!(!sampling(&["--enable-prefiller-sampling=false"], &env).unwrap());
+        let file = ["--configuration", "enable-prefiller-sampling: false\n"];
+        assert!(!sampling(&file, &env).unwrap());
+        let bad = sampling(&[], &[("ENABLE_PREFILLER_SAMPLING", "sometimes")]).unwrap_err();
+        assert!(
+            bad.to_string().contains("ENABLE_PREFILLER_SAMPLING"),
+            "{bad}"
+        );
+    }
+
+    #[test]
+    fn the_inference_pool_is_read_as_llm_d_reads_it_and_named_not_watched() {
+        let pool = |args: &[&str], env: &[(&str, &str)]| {
+            resolve_in(args, env)
+                .map(|resolved| resolved.config.inference_pool.map(|p| p.to_string()))
+        };
+        assert_eq!(pool(&[], &[]).unwrap(), None);
+        assert_eq!(
+            pool(&["--inference-pool=team/pool"], &[])
+                .unwrap()
+                .as_deref(),
+            Some("team/pool")
+        );
+        assert_eq!(
+            pool(&[], &[("INFERENCE_POOL", "pool")]).unwrap().as_deref(),
+            Some("default/pool")
+        );
+        let separate = [
+            "--inference-pool-namespace=team",
+            "--inference-pool-name=pool",
+        ];
+        assert_eq!(pool(&separate, &[]).unwrap().as_deref(), Some("team/pool"));
+        let env = [
+            ("INFERENCE_POOL_NAMESPACE", "team"),
+            ("INFERENCE_POOL_NAME", "pool"),
+        ];
+        assert_eq!(pool(&[], &env).unwrap().as_deref(), Some("team/pool"));
+        assert!(pool(&[], &[("INFERENCE_POOL_NAME", "pool")]).is_err());
+        assert!(pool(&["--inference-pool=a/b/c"], &[]).is_err());
+
+        let guarded = [
+            "--enable-ssrf-protection",
+            "--inference-pool=team/pool",
+            "--pool-group=inference.networking.k8s.io",
+            "--allowed-prefill-hosts=10.0.0.1",
+        ];
+        let notices = resolve_in(&guarded, &[]).unwrap().notices;
+        assert_eq!(
+            notices,
+            [
+                "InferencePool team/pool (group inference.networking.k8s.io) is not watched: \
+              SSRF protection allows the hosts of allowed-prefill-hosts"
+            ]
+        );
+        let unlisted = resolve(&guarded[..3]).unwrap_err().to_string();
+        assert!(
+            unlisted.contains("does not watch InferencePool team/pool"),
+            "{unlisted}"
+        );
+    }
+
+    #[test]
+    fn max_idle_connections_come_from_the_flag_the_file_or_the_default() {
+        assert_eq!(resolve(&[]).unwrap().max_idle_conns_per_host, 1024);
+        let from_file = resolve(&["--configuration", "max-idle-conns-per-host: 64\n"]).unwrap();
+        assert_eq!(from_file.max_idle_conns_per_host, 64);
+        let from_flag = resolve(&["--max-idle-conns-per-host=8"]).unwrap();
+        assert_eq!(from_flag.max_idle_conns_per_host, 8);
+        assert!(resolve(&["--max-idle-conns-per-host=0"]).is_err());
+    }
+
+    #[test]
+    fn an_allowlist_without_ssrf_protection_is_a_notice() {
+        let resolved = resolve_in(&["--allowed-prefill-hosts=10.0.0.1"], &[]).unwrap();
+        assert_eq!(resolved.config.allowed_prefill_hosts, None);
+        assert_eq!(
+            resolved.notices,
+            ["allowed-prefill-hosts is set but enable-ssrf-protection is off: not enforced"]
+        );
     }
 }

@@ -65,6 +65,46 @@ pub struct UpstreamTls {
     pub insecure_skip_verify: bool,
 }
 
+/// The InferencePool whose pods llm-d's sidecar allows as prefill targets
+/// under SSRF protection (`--inference-pool`). This proxy does not watch
+/// Kubernetes: the pool is named in errors and logs, and the allowlist is
+/// `--allowed-prefill-hosts`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InferencePool {
+    /// Its namespace (`default` when only a name is given).
+    pub namespace: String,
+    /// Its name.
+    pub name: String,
+}
+
+impl InferencePool {
+    /// Parses `namespace/name`, or `name` in the `default` namespace, as
+    /// llm-d does.
+    pub fn parse(text: &str) -> Result<InferencePool, ConfigError> {
+        let (namespace, name) = text.split_once('/').unwrap_or(("default", text));
+        if name.contains('/') {
+            return Err(ConfigError::Invalid(format!(
+                "inference-pool {text:?}: expected namespace/name or name, not several slashes"
+            )));
+        }
+        if namespace.is_empty() || name.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "inference-pool {text:?}: the namespace and the name cannot be empty"
+            )));
+        }
+        Ok(InferencePool {
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        })
+    }
+}
+
+impl std::fmt::Display for InferencePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.namespace, self.name)
+    }
+}
+
 /// Retry policy of the prefill leg.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
@@ -91,6 +131,13 @@ pub struct Config {
     pub connector: KvConnector,
     /// `Some(hosts)` when SSRF protection is on: the only prefill hosts allowed.
     pub allowed_prefill_hosts: Option<Vec<String>>,
+    /// The InferencePool llm-d would take the allowlist from (not watched).
+    pub inference_pool: Option<InferencePool>,
+    /// Pick the prefill target at random among those the request names,
+    /// instead of the first (`--enable-prefiller-sampling`).
+    pub prefiller_sampling: bool,
+    /// Idle kept-alive connections kept per upstream origin.
+    pub max_idle_conns_per_host: usize,
     /// TLS of the listener.
     pub listener_tls: ListenerTls,
     /// TLS towards prefillers.
@@ -120,6 +167,9 @@ impl Config {
             vllm_port: 8001,
             connector: KvConnector::NixlV2,
             allowed_prefill_hosts: None,
+            inference_pool: None,
+            prefiller_sampling: false,
+            max_idle_conns_per_host: llmd_runtime::http::DEFAULT_MAX_IDLE,
             listener_tls: ListenerTls::SelfSigned,
             prefiller_tls: UpstreamTls::default(),
             decoder_tls: UpstreamTls::default(),
@@ -169,10 +219,22 @@ impl Config {
                 "prefill-timeout-seconds must be positive".into(),
             ));
         }
-        if matches!(&self.allowed_prefill_hosts, Some(hosts) if hosts.is_empty()) {
+        if self.max_idle_conns_per_host == 0 {
             return Err(ConfigError::Invalid(
-                "enable-ssrf-protection needs at least one host in allowed-prefill-hosts".into(),
+                "max-idle-conns-per-host must be at least 1".into(),
             ));
+        }
+        if matches!(&self.allowed_prefill_hosts, Some(hosts) if hosts.is_empty()) {
+            return Err(ConfigError::Invalid(match &self.inference_pool {
+                None => {
+                    "enable-ssrf-protection needs at least one host in allowed-prefill-hosts".into()
+                }
+                Some(pool) => format!(
+                    "enable-ssrf-protection needs at least one host in allowed-prefill-hosts: \
+                     this proxy does not watch InferencePool {pool} for its pods, as llm-d's \
+                     sidecar does; list the prefill hosts instead"
+                ),
+            }));
         }
         Ok(())
     }
@@ -217,6 +279,34 @@ mod tests {
     }
 
     #[test]
+    fn inference_pools_are_named_as_llm_d_names_them() {
+        let pool = InferencePool::parse("team/pool").unwrap();
+        assert_eq!(
+            (pool.namespace.as_str(), pool.name.as_str()),
+            ("team", "pool")
+        );
+        assert_eq!(
+            InferencePool::parse("pool").unwrap().to_string(),
+            "default/pool"
+        );
+        for bad in ["a/b/c", "/pool", "team/", ""] {
+            assert!(InferencePool::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ssrf_protection_without_hosts_names_the_pool_it_cannot_watch() {
+        let mut c = Config::defaults();
+        c.allowed_prefill_hosts = Some(vec![]);
+        c.inference_pool = Some(InferencePool::parse("team/pool").unwrap());
+        let error = c.validate().unwrap_err().to_string();
+        assert!(
+            error.contains("does not watch InferencePool team/pool"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn validation_rejects_impossible_combinations() {
         assert!(Config::defaults().validate().is_ok());
         let mut c = Config::defaults();
@@ -231,6 +321,9 @@ mod tests {
         assert!(c.validate().is_err());
         let mut c = Config::defaults();
         c.connect_timeout = Duration::ZERO;
+        assert!(c.validate().is_err());
+        let mut c = Config::defaults();
+        c.max_idle_conns_per_host = 0;
         assert!(c.validate().is_err());
         let mut c = Config::defaults();
         c.prefill_retry.attempt_timeout = Duration::ZERO;

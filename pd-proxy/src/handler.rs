@@ -33,7 +33,7 @@ pub async fn pd(listener: Listener, api: Api, request: Request) -> Response {
     let routed = listener
         .decoder_for(request.headers())
         .and_then(|(decoder, data_parallel)| {
-            let target = target::prefill_target(request.headers())?;
+            let target = target::prefill_target(request.headers(), listener.shared.selection())?;
             Ok((decoder, data_parallel, target))
         });
     let (decoder, data_parallel, target) = match routed {

@@ -7,13 +7,12 @@
 //! With more CPUs, tokio's multi-thread runtime, one worker per CPU
 //! (`TOKIO_WORKER_THREADS` overrides).
 
-use clap::Parser;
 use llmd_pd_proxy::Cli;
 use std::process::ExitCode;
 use tokio::runtime::Builder;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::from_args(std::env::args_os()).unwrap_or_else(|error| error.exit());
     let one_cpu = std::thread::available_parallelism().is_ok_and(|cpus| cpus.get() == 1);
     let mut builder = if one_cpu {
         Builder::new_current_thread()

@@ -3,21 +3,34 @@
 //! process with the same command line.
 
 use crate::{Cli, Proxy};
+use llmd_runtime::telemetry::TelemetryConfig;
 use std::process::ExitCode;
 
-/// Runs the proxy `cli` describes until SIGINT or SIGTERM, then lets the
+/// Runs the proxy `cli` describes (telemetry from the `OTEL_*` variables,
+/// the logger from the logging flags unless `RUST_LOG` or `LOG_FORMAT` say
+/// otherwise) until SIGINT or SIGTERM, then lets the
 /// requests in flight finish (up to
 /// [`llmd_runtime::shutdown::DRAIN_TIMEOUT`]);
 /// prints its listening addresses on stdout.
 pub async fn run(cli: Cli) -> ExitCode {
-    let config = match cli.resolve() {
-        Ok(config) => config,
+    let resolved = match cli.resolve() {
+        Ok(resolved) => resolved,
         Err(error) => {
             eprintln!("llmd-pd-proxy: {error}");
             return ExitCode::from(2);
         }
     };
-    let telemetry = llmd_runtime::telemetry::init("llm-d-pd-proxy");
+    let mut telemetry_config = TelemetryConfig::from_env("llm-d-pd-proxy");
+    resolved
+        .logging
+        .apply(&mut telemetry_config.logging, |name| {
+            std::env::var(name).ok()
+        });
+    let telemetry = llmd_runtime::telemetry::init_with(telemetry_config);
+    for notice in &resolved.notices {
+        tracing::warn!("{notice}");
+    }
+    let config = resolved.config;
     let stopping = llmd_runtime::shutdown::signal();
     let proxy = match Proxy::start(config).await {
         Ok(proxy) => proxy,

@@ -4,7 +4,7 @@
 use crate::config::{Config, ConfigError, KvConnector};
 use crate::errors::ProxyError;
 use crate::server::StartError;
-use crate::target::Allowlist;
+use crate::target::{Allowlist, Selection};
 use crate::upstream::{self, Origin, Upstream};
 use http::HeaderMap;
 use http::uri::Authority;
@@ -39,7 +39,8 @@ pub struct Shared {
 impl Shared {
     /// Builds the shared state for `config`.
     pub fn new(config: Config) -> Result<Shared, StartError> {
-        let prefillers = Upstream::new(config.prefiller_tls, config.connect_timeout)?;
+        let prefillers = Upstream::new(config.prefiller_tls, config.connect_timeout)?
+            .with_max_idle(config.max_idle_conns_per_host);
         let allowlist = Allowlist::new(config.allowed_prefill_hosts.as_deref());
         let decoder_tls = upstream::tls_config(config.decoder_tls)?;
         let decoders = (0..config.data_parallel_size)
@@ -49,7 +50,8 @@ impl Shared {
                     ConfigError::Invalid(format!("decoder address {host_port:?} is not host:port"))
                 })?;
                 let origin = Origin::new(authority, config.connect_timeout, decoder_tls.clone())
-                    .map_err(|error| ConfigError::Invalid(format!("decoder: {error}")))?;
+                    .map_err(|error| ConfigError::Invalid(format!("decoder: {error}")))?
+                    .with_max_idle(config.max_idle_conns_per_host);
                 Ok(Decoder {
                     origin,
                     target: Identifier::new(&host_port),
@@ -62,6 +64,15 @@ impl Shared {
             allowlist,
             decoders,
         })
+    }
+
+    /// How a prefill target is chosen among several.
+    pub fn selection(&self) -> Selection {
+        if self.config.prefiller_sampling {
+            Selection::Sampled
+        } else {
+            Selection::First
+        }
     }
 
     /// The KV connector.

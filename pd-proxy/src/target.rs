@@ -42,19 +42,60 @@ impl PrefillTarget {
     }
 }
 
-/// Reads the prefill target from the request headers: the first of a
-/// comma-separated list (or of several header lines), a leading `http://`
-/// tolerated. `Ok(None)` when the header is absent or empty.
-pub fn prefill_target(headers: &HeaderMap) -> Result<Option<PrefillTarget>, ProxyError> {
+/// Which target is called when the header lists several.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// The first, as llm-d's sidecar does by default.
+    First,
+    /// One at random, each as likely (`--enable-prefiller-sampling`).
+    Sampled,
+}
+
+/// Reads the prefill target from the request headers: of a comma-separated
+/// list (or of several header lines), the first or, with
+/// [`Selection::Sampled`], one at random; a leading `http://` is tolerated.
+/// When sampling, every listed target must be well formed, so that a bad
+/// header fails whichever target is drawn. `Ok(None)` when the header is
+/// absent or empty.
+pub fn prefill_target(
+    headers: &HeaderMap,
+    selection: Selection,
+) -> Result<Option<PrefillTarget>, ProxyError> {
+    prefill_target_drawn(headers, selection, |count| rand::random_range(0..count))
+}
+
+/// [`prefill_target`], with `draw(count)` picking the index of the sampled
+/// target.
+fn prefill_target_drawn(
+    headers: &HeaderMap,
+    selection: Selection,
+    draw: impl FnOnce(usize) -> usize,
+) -> Result<Option<PrefillTarget>, ProxyError> {
     let mut candidates = Vec::new();
     for value in headers.get_all(PREFILLER_HEADER) {
         let text = value.to_str().map_err(|_| bad("not visible ASCII"))?;
         candidates.extend(text.split(',').map(str::trim).filter(|s| !s.is_empty()));
     }
-    let Some(first) = candidates.first() else {
-        return Ok(None);
+    let chosen = match (selection, candidates.len()) {
+        (_, 0) => return Ok(None),
+        (Selection::First, _) | (_, 1) => candidates[0],
+        (Selection::Sampled, count) => {
+            for candidate in &candidates {
+                authority(candidate)?;
+            }
+            candidates[draw(count).min(count - 1)]
+        }
     };
-    let bare = first.strip_prefix("http://").unwrap_or(first);
+    Ok(Some(PrefillTarget {
+        authority: authority(chosen)?,
+        candidates: candidates.len(),
+    }))
+}
+
+/// A listed target as an authority: `host[:port]`, a leading `http://`
+/// tolerated.
+fn authority(candidate: &str) -> Result<Authority, ProxyError> {
+    let bare = candidate.strip_prefix("http://").unwrap_or(candidate);
     if bare.contains(['/', '@', '?', '#']) {
         return Err(bad("expected host:port"));
     }
@@ -66,10 +107,7 @@ pub fn prefill_target(headers: &HeaderMap) -> Result<Option<PrefillTarget>, Prox
     if authority.host().is_empty() || (!after_host.is_empty() && authority.port_u16().is_none()) {
         return Err(bad("expected host:port"));
     }
-    Ok(Some(PrefillTarget {
-        authority,
-        candidates: candidates.len(),
-    }))
+    Ok(authority)
 }
 
 fn bad(reason: &'static str) -> ProxyError {
@@ -125,25 +163,70 @@ mod tests {
         map
     }
 
+    fn first(headers: &HeaderMap) -> Result<Option<PrefillTarget>, ProxyError> {
+        prefill_target(headers, Selection::First)
+    }
+
+    fn drawn(values: &[&str], index: usize) -> Result<Option<PrefillTarget>, ProxyError> {
+        prefill_target_drawn(&headers(values), Selection::Sampled, |count| {
+            assert_eq!(count, 3, "drawn among every listed target");
+            index
+        })
+    }
+
+    #[test]
+    fn sampling_calls_the_drawn_target_and_checks_them_all() {
+        let listed = ["p:1, http://q:2", "r:3"];
+        for (index, expected) in ["p:1", "q:2", "r:3"].into_iter().enumerate() {
+            let target = drawn(&listed, index).unwrap().unwrap();
+            assert_eq!((target.host_port(), target.candidates), (expected, 3));
+        }
+        assert!(
+            drawn(&["p:1, h:port, r:3"], 0).is_err(),
+            "a bad target fails every draw"
+        );
+        let only = prefill_target_drawn(&headers(&["p:1"]), Selection::Sampled, |_| {
+            unreachable!("one target needs no draw")
+        });
+        assert_eq!(only.unwrap().unwrap().host_port(), "p:1");
+        let first = first(&headers(&["p:1, h:port"])).unwrap().unwrap();
+        assert_eq!(
+            first.host_port(),
+            "p:1",
+            "without sampling only the first is read"
+        );
+    }
+
+    #[test]
+    fn random_draws_reach_every_target() {
+        let listed = headers(&["p:1,q:2"]);
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..200 {
+            let target = prefill_target(&listed, Selection::Sampled)
+                .unwrap()
+                .unwrap();
+            seen.insert(target.host_port().to_owned());
+        }
+        assert_eq!(seen.into_iter().collect::<Vec<_>>(), ["p:1", "q:2"]);
+    }
+
     #[test]
     fn takes_the_first_target_and_counts_candidates() {
-        let t = prefill_target(&headers(&["10.0.0.1:8000, 10.0.0.2:8000"]))
+        let t = first(&headers(&["10.0.0.1:8000, 10.0.0.2:8000"]))
             .unwrap()
             .unwrap();
         assert_eq!(t.host_port(), "10.0.0.1:8000");
         assert_eq!(t.candidates, 2);
-        let t = prefill_target(&headers(&["http://p:1", "q:2"]))
-            .unwrap()
-            .unwrap();
+        let t = first(&headers(&["http://p:1", "q:2"])).unwrap().unwrap();
         assert_eq!((t.host_port(), t.host(), t.candidates), ("p:1", "p", 2));
-        let t = prefill_target(&headers(&["[::1]:8000"])).unwrap().unwrap();
+        let t = first(&headers(&["[::1]:8000"])).unwrap().unwrap();
         assert_eq!(t.host(), "::1");
     }
 
     #[test]
     fn absent_or_empty_header_means_decode_only() {
-        assert_eq!(prefill_target(&HeaderMap::new()).unwrap(), None);
-        assert_eq!(prefill_target(&headers(&[" , "])).unwrap(), None);
+        assert_eq!(first(&HeaderMap::new()).unwrap(), None);
+        assert_eq!(first(&headers(&[" , "])).unwrap(), None);
     }
 
     #[test]
@@ -156,14 +239,14 @@ mod tests {
             ":80",
             "h:1?x",
         ] {
-            assert!(prefill_target(&headers(&[bad])).is_err(), "{bad}");
+            assert!(first(&headers(&[bad])).is_err(), "{bad}");
         }
         let mut map = HeaderMap::new();
         map.insert(
             PREFILLER_HEADER,
             HeaderValue::from_bytes(b"h\xff:1").unwrap(),
         );
-        assert!(prefill_target(&map).is_err());
+        assert!(first(&map).is_err());
     }
 
     #[test]
@@ -173,7 +256,7 @@ mod tests {
             "pod-b:9000".into(),
             "::1".into(),
         ]));
-        let target = |s: &str| prefill_target(&headers(&[s])).unwrap().unwrap();
+        let target = |s: &str| first(&headers(&[s])).unwrap().unwrap();
         assert!(list.allows(&target("10.0.0.1:8000")));
         assert!(list.allows(&target("POD-B:9000")));
         assert!(!list.allows(&target("pod-b:9001")));

@@ -33,6 +33,12 @@ impl Upstream {
         }))
     }
 
+    /// Keeps at most `max_idle` idle connections per origin
+    /// (`--max-idle-conns-per-host`).
+    pub fn with_max_idle(self, max_idle: usize) -> Upstream {
+        Upstream(self.0.with_max_idle(max_idle))
+    }
+
     /// Whether its origins are reached over TLS.
     pub fn is_tls(&self) -> bool {
         self.0.is_tls()
@@ -72,6 +78,12 @@ impl Origin {
             Some(config) => OriginPool::with_tls(authority, Some(connect_timeout), config)?,
             None => OriginPool::new(authority, Some(connect_timeout)),
         }))
+    }
+
+    /// Keeps at most `max_idle` idle connections
+    /// (`--max-idle-conns-per-host`).
+    pub fn with_max_idle(self, max_idle: usize) -> Origin {
+        Origin(self.0.with_max_idle(max_idle))
     }
 
     /// Whether it is reached over TLS.

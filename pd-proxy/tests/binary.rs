@@ -20,13 +20,7 @@ impl Running {
     /// Spawns `command` and waits for the proxy's first line; returns the
     /// child and the address it listens on.
     async fn start(command: &mut Command) -> (Running, String) {
-        let mut child = Running(
-            command
-                .stdout(Stdio::piped())
-                .stderr(Stdio::inherit())
-                .spawn()
-                .unwrap(),
-        );
+        let mut child = Running(command.stdout(Stdio::piped()).spawn().unwrap());
         let stdout = child.0.stdout.take().unwrap();
         let line = tokio::task::spawn_blocking(move || {
             let mut line = String::new();
@@ -38,6 +32,20 @@ impl Running {
         assert!(line.contains("listening on 127.0.0.1:"), "{line}");
         let address = line.trim().rsplit(' ').next().unwrap().to_owned();
         (child, address)
+    }
+}
+
+impl Running {
+    /// Sends SIGTERM and waits for the proxy to drain and exit.
+    async fn stop(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::task::spawn_blocking(move || self.0.wait().unwrap())
+            .await
+            .unwrap()
     }
 }
 
@@ -78,11 +86,91 @@ fn help_documents_the_llm_d_flags() {
         "--tls-insecure-skip-verify",
         "--data-parallel-size",
         "--connect-timeout-ms",
+        "--enable-prefiller-sampling",
+        "--max-idle-conns-per-host",
+        "--inference-pool",
+        "--prefiller-use-tls",
+        "--zap-log-level",
         "--configuration",
         "--configuration-file",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
+}
+
+/// Runs the binary with `args` in front of a fake decoder, sends it one
+/// chat completion and one malformed request (which its connection logs at
+/// debug level), stops it and returns what it logged.
+async fn log_of_a_run(args: &[&str]) -> String {
+    let decoder = Fake::start(decoder()).await;
+    static RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let log = std::env::temp_dir().join(format!("pd-proxy-log-{}-{run}.txt", std::process::id()));
+    let (child, address) = Running::start(
+        Command::new(BINARY)
+            .args(args)
+            .arg(format!("-vllm-port={}", decoder.address.port()))
+            .args([
+                "--decoder-host=127.0.0.1",
+                "--bind-address=127.0.0.1",
+                "-port=0",
+            ])
+            .env_remove("RUST_LOG")
+            .env_remove("LOG_FORMAT")
+            .stderr(std::fs::File::create(&log).unwrap()),
+    )
+    .await;
+    post_chat(&address, false).await.bytes().await.unwrap();
+    let mut raw = tokio::net::TcpStream::connect(&address).await.unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut raw, b"NOT HTTP\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut raw, &mut answer)
+        .await
+        .unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 400"), "{answer:?}");
+    // A drained stop: every connection's record is written before the exit.
+    assert!(child.stop().await.success());
+    std::fs::read_to_string(&log).unwrap()
+}
+
+/// The arguments llm-d-modelservice's older chart renders for the routing
+/// proxy (`-v=5` always, deprecated TLS flags), with Go's single-dash flags.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_llm_d_charts_arguments_start_the_proxy_and_set_its_logging() {
+    let chart = [
+        "--connector=nixlv2",
+        "-v=5",
+        "--secure-proxy=false",
+        "--prefiller-use-tls=false",
+    ];
+    let verbose = log_of_a_run(&chart).await;
+    assert!(
+        verbose.contains("prefiller-use-tls is deprecated: use enable-tls=prefiller"),
+        "the deprecation is logged once the logger is up: {verbose}"
+    );
+    assert!(
+        verbose.contains("connection ended with an error"),
+        "-v=5 logs the proxy's debug records: {verbose}"
+    );
+    let quiet = log_of_a_run(&["--secure-proxy=false"]).await;
+    assert!(
+        !quiet.contains("connection ended with an error"),
+        "at the default level debug records are not logged: {quiet}"
+    );
+    let json = log_of_a_run(&[
+        "--secure-proxy=false",
+        "--zap-encoder=json",
+        "--zap-log-level=debug",
+    ])
+    .await;
+    let record = json
+        .lines()
+        .find(|line| line.contains("connection ended with an error"))
+        .unwrap_or_else(|| panic!("debug record in {json}"));
+    let record: serde_json::Value = serde_json::from_str(record).unwrap();
+    assert_eq!(record["level"], "DEBUG");
 }
 
 #[test]
@@ -111,7 +199,7 @@ async fn child_process_exports_the_p_d_trace_over_otlp() {
         ),
     )
     .unwrap();
-    let (mut child, address) = Running::start(
+    let (child, address) = Running::start(
         Command::new(BINARY)
             .args(["--port=0", "--configuration-file"])
             .arg(&config_file)
@@ -139,14 +227,7 @@ async fn child_process_exports_the_p_d_trace_over_otlp() {
         48
     );
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::task::spawn_blocking(move || child.0.wait().unwrap())
-        .await
-        .unwrap();
+    let exit = child.stop().await;
     assert!(exit.success(), "graceful exit on SIGTERM: {exit:?}");
 
     let spans = tokio::task::spawn_blocking(move || {

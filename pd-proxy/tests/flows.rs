@@ -160,6 +160,44 @@ async fn nixlv2_non_streaming_runs_prefill_then_decode() {
     assert_eq!(request_id.len(), 36, "generated when the client sent none");
 }
 
+/// Sends `count` P/D requests naming both prefillers to a proxy with or
+/// without prefiller sampling; returns how many prefills each received.
+async fn prefills_per_target(sampling: bool, count: usize) -> (usize, usize) {
+    let first = Fake::start(prefiller()).await;
+    let second = Fake::start(prefiller()).await;
+    let decoder = Fake::start(decoder()).await;
+    let mut config = config(&decoder);
+    config.prefiller_sampling = sampling;
+    let proxy = start_proxy(config).await;
+    let targets = format!("{}, {}", first.host_port(), second.host_port());
+    for _ in 0..count {
+        let response = post(
+            &proxy,
+            "/v1/chat/completions",
+            Some(&targets),
+            &chat_body(false),
+        )
+        .await;
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    assert_eq!(decoder.seen().len(), count);
+    (first.seen().len(), second.seen().len())
+}
+
+#[tokio::test]
+async fn prefiller_sampling_spreads_prefills_over_the_listed_targets() {
+    assert_eq!(
+        prefills_per_target(false, 10).await,
+        (10, 0),
+        "without sampling, the first target"
+    );
+    // Each of 40 draws picks either target: all on one has a chance of 2^-39.
+    let (first, second) = prefills_per_target(true, 40).await;
+    assert_eq!(first + second, 40);
+    assert!(first > 0 && second > 0, "{first} and {second}");
+}
+
 #[tokio::test]
 async fn pd_legs_keep_their_connections_alive_and_name_each_upstream_as_host() {
     let prefill = Fake::start(prefiller()).await;

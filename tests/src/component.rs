@@ -50,12 +50,10 @@ impl Component {
                     Err(error) => error.exit(),
                 }
             }
-            Component::PdProxy => {
-                match <llmd_pd_proxy::Cli as clap::Parser>::try_parse_from(argv) {
-                    Ok(cli) => block_on(self, llmd_pd_proxy::run::run(cli)),
-                    Err(error) => error.exit(),
-                }
-            }
+            Component::PdProxy => match llmd_pd_proxy::Cli::from_args(argv) {
+                Ok(cli) => block_on(self, llmd_pd_proxy::run::run(cli)),
+                Err(error) => error.exit(),
+            },
             Component::Scheduler => {
                 let mut args = Vec::new();
                 for arg in argv.skip(1) {
