@@ -554,15 +554,15 @@ fn inference_pool(
     let namespace = namespace.or_else(|| env("INFERENCE_POOL_NAMESPACE"));
     let name = name.or_else(|| env("INFERENCE_POOL_NAME"));
     match (namespace, name) {
-        (None, None) => Ok(None),
         (Some(namespace), Some(name)) if !namespace.contains('/') => {
             InferencePool::parse(&format!("{namespace}/{name}")).map(Some)
         }
-        _ => Err(ConfigError::Invalid(
-            "inference-pool-namespace and inference-pool-name go together (or use \
-             inference-pool namespace/name)"
-                .into(),
+        (Some(_), Some(_)) => Err(ConfigError::Invalid(
+            "inference-pool-namespace cannot contain a slash".into(),
         )),
+        // One without the other names no pool (a deployment may set the
+        // namespace variable for every container).
+        _ => Ok(None),
     }
 }
 
@@ -892,7 +892,19 @@ mod tests {
             ("INFERENCE_POOL_NAME", "pool"),
         ];
         assert_eq!(pool(&[], &env).unwrap().as_deref(), Some("team/pool"));
-        assert!(pool(&[], &[("INFERENCE_POOL_NAME", "pool")]).is_err());
+        let namespace_only = [("INFERENCE_POOL_NAMESPACE", "team")];
+        assert_eq!(
+            pool(&[], &namespace_only).unwrap(),
+            None,
+            "half a name is no pool"
+        );
+        assert!(
+            pool(
+                &["--inference-pool-namespace=a/b", "--inference-pool-name=c"],
+                &[]
+            )
+            .is_err()
+        );
         assert!(pool(&["--inference-pool=a/b/c"], &[]).is_err());
 
         let guarded = [
