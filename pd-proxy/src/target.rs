@@ -1,13 +1,12 @@
-//! The prefill target named by the scheduler in `x-prefiller-host-port`,
-//! and the static SSRF allowlist it is checked against.
+//! The prefill target named by the scheduler in `x-prefiller-host-port`
+//! (or `x-llm-d-prefiller-host-port`, its new name in llm-d), and the
+//! static SSRF allowlist it is checked against.
 
 use crate::errors::ProxyError;
 use http::HeaderMap;
 use http::uri::Authority;
 use llmd_runtime::Identifier;
-
-/// The header the scheduler puts the prefill target(s) in.
-pub const PREFILLER_HEADER: &str = "x-prefiller-host-port";
+use llmd_runtime::routing::PREFILLER_HEADERS;
 
 /// A prefill target: `host[:port]` as the scheduler sent it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,8 +50,10 @@ pub enum Selection {
     Sampled,
 }
 
-/// Reads the prefill target from the request headers: of a comma-separated
-/// list (or of several header lines), the first or, with
+/// Reads the prefill target from the request headers (the legacy spelling
+/// of the header when present, else the new one, as llm-d's sidecar reads
+/// them): of a comma-separated list (or of several header lines), the
+/// first or, with
 /// [`Selection::Sampled`], one at random; a leading `http://` is tolerated.
 /// When sampling, every listed target must be well formed, so that a bad
 /// header fails whichever target is drawn. `Ok(None)` when the header is
@@ -71,9 +72,16 @@ fn prefill_target_drawn(
     selection: Selection,
     draw: impl FnOnce(usize) -> usize,
 ) -> Result<Option<PrefillTarget>, ProxyError> {
+    let Some((name, values)) = PREFILLER_HEADERS
+        .into_iter()
+        .map(|name| (name, headers.get_all(name)))
+        .find(|(_, values)| values.iter().next().is_some())
+    else {
+        return Ok(None);
+    };
     let mut candidates = Vec::new();
-    for value in headers.get_all(PREFILLER_HEADER) {
-        let text = value.to_str().map_err(|_| bad("not visible ASCII"))?;
+    for value in values {
+        let text = value.to_str().map_err(|_| bad(name, "not visible ASCII"))?;
         candidates.extend(text.split(',').map(str::trim).filter(|s| !s.is_empty()));
     }
     let chosen = match (selection, candidates.len()) {
@@ -81,40 +89,38 @@ fn prefill_target_drawn(
         (Selection::First, _) | (_, 1) => candidates[0],
         (Selection::Sampled, count) => {
             for candidate in &candidates {
-                authority(candidate)?;
+                authority(name, candidate)?;
             }
             candidates[draw(count).min(count - 1)]
         }
     };
     Ok(Some(PrefillTarget {
-        authority: authority(chosen)?,
+        authority: authority(name, chosen)?,
         candidates: candidates.len(),
     }))
 }
 
-/// A listed target as an authority: `host[:port]`, a leading `http://`
-/// tolerated.
-fn authority(candidate: &str) -> Result<Authority, ProxyError> {
+/// A target listed in header `name` as an authority: `host[:port]`, a
+/// leading `http://` tolerated.
+fn authority(name: &'static str, candidate: &str) -> Result<Authority, ProxyError> {
     let bare = candidate.strip_prefix("http://").unwrap_or(candidate);
+    let bad_target = || bad(name, "expected host:port");
     if bare.contains(['/', '@', '?', '#']) {
-        return Err(bad("expected host:port"));
+        return Err(bad_target());
     }
-    let authority: Authority = bare.parse().map_err(|_| bad("expected host:port"))?;
+    let authority: Authority = bare.parse().map_err(|_| bad_target())?;
     let after_host = authority
         .as_str()
         .strip_prefix(authority.host())
         .unwrap_or_default();
     if authority.host().is_empty() || (!after_host.is_empty() && authority.port_u16().is_none()) {
-        return Err(bad("expected host:port"));
+        return Err(bad_target());
     }
     Ok(authority)
 }
 
-fn bad(reason: &'static str) -> ProxyError {
-    ProxyError::BadHeader {
-        name: PREFILLER_HEADER,
-        reason,
-    }
+fn bad(name: &'static str, reason: &'static str) -> ProxyError {
+    ProxyError::BadHeader { name, reason }
 }
 
 /// Which prefill targets may be called.
@@ -154,11 +160,25 @@ impl Allowlist {
 mod tests {
     use super::*;
     use http::HeaderValue;
+    use llmd_runtime::routing::{LEGACY_PREFILLER_HEADER, PREFILLER_HEADER};
+
+    #[test]
+    fn either_spelling_names_the_target_and_the_legacy_one_is_trusted_first() {
+        let mut renamed = HeaderMap::new();
+        renamed.insert(PREFILLER_HEADER, HeaderValue::from_static("p:1"));
+        assert_eq!(first(&renamed).unwrap().unwrap().host_port(), "p:1");
+        let mut both = renamed.clone();
+        both.insert(LEGACY_PREFILLER_HEADER, HeaderValue::from_static("q:2"));
+        assert_eq!(first(&both).unwrap().unwrap().host_port(), "q:2");
+        renamed.insert(PREFILLER_HEADER, HeaderValue::from_static("h:port"));
+        let error = first(&renamed).unwrap_err();
+        assert!(error.to_string().contains(PREFILLER_HEADER), "{error}");
+    }
 
     fn headers(values: &[&str]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for v in values {
-            map.append(PREFILLER_HEADER, HeaderValue::from_str(v).unwrap());
+            map.append(LEGACY_PREFILLER_HEADER, HeaderValue::from_str(v).unwrap());
         }
         map
     }
@@ -243,7 +263,7 @@ mod tests {
         }
         let mut map = HeaderMap::new();
         map.insert(
-            PREFILLER_HEADER,
+            LEGACY_PREFILLER_HEADER,
             HeaderValue::from_bytes(b"h\xff:1").unwrap(),
         );
         assert!(first(&map).is_err());

@@ -117,7 +117,7 @@ pub fn origin_form(uri: Uri) -> Uri {
 
 /// Whether a request header is never forwarded: hop-by-hop headers, those
 /// the client recomputes (`host`, `content-length`), and the one the proxy
-/// itself consumes (the prefiller's address).
+/// itself consumes (the prefiller's address, in either spelling).
 fn not_forwarded(name: &HeaderName) -> bool {
     not_forwarded_on_pass_through(name) || *name == header::HOST || *name == header::CONTENT_LENGTH
 }
@@ -127,7 +127,7 @@ fn not_forwarded(name: &HeaderName) -> bool {
 fn not_forwarded_on_pass_through(name: &HeaderName) -> bool {
     is_hop_by_hop(name)
         || *name == header::PROXY_AUTHORIZATION
-        || name.as_str() == crate::target::PREFILLER_HEADER
+        || llmd_runtime::routing::PREFILLER_HEADERS.contains(&name.as_str())
 }
 
 /// The hop-by-hop headers of RFC 9110 (section 7.6.1) and the obsolete
@@ -275,7 +275,7 @@ mod tests {
 
     /// One of every request header a decoder never gets, `host` and
     /// `content-length` included (the pass-through sets or keeps those).
-    const NEVER_FORWARDED: [(&str, &str); 10] = [
+    const NEVER_FORWARDED: [(&str, &str); 11] = [
         ("connection", "keep-alive"),
         ("host", "proxy:8000"),
         ("content-length", "42"),
@@ -286,6 +286,7 @@ mod tests {
         ("keep-alive", "timeout=5"),
         ("proxy-authorization", "Basic x"),
         ("x-prefiller-host-port", "p:1"),
+        ("x-llm-d-prefiller-host-port", "p:1"),
     ];
 
     #[test]
@@ -307,6 +308,7 @@ mod tests {
             ("host", "proxy:8000"),
             ("content-length", "3"),
             ("x-prefiller-host-port", "p:1"),
+            ("x-llm-d-prefiller-host-port", "p:1"),
             (
                 "traceparent",
                 "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
@@ -320,6 +322,7 @@ mod tests {
             "host",
             "content-length",
             "x-prefiller-host-port",
+            "x-llm-d-prefiller-host-port",
             "traceparent",
         ] {
             assert!(!out.contains_key(gone), "{gone}");

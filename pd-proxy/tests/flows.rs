@@ -160,6 +160,30 @@ async fn nixlv2_non_streaming_runs_prefill_then_decode() {
     assert_eq!(request_id.len(), 36, "generated when the client sent none");
 }
 
+#[tokio::test]
+async fn llm_ds_renamed_prefill_header_runs_the_flow_and_reaches_no_upstream() {
+    use llmd_runtime::routing::{PREFILLER_HEADER, PREFILLER_HEADERS};
+    let prefill = Fake::start(prefiller()).await;
+    let decoder = Fake::start(decoder()).await;
+    let proxy = start_proxy(config(&decoder)).await;
+    let response = client()
+        .post(format!("http://{}/v1/chat/completions", proxy.address()))
+        .header(PREFILLER_HEADER, prefill.host_port())
+        .body(chat_body(false).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+    let (prefills, decodes) = (prefill.seen(), decoder.seen());
+    assert_eq!((prefills.len(), decodes.len()), (1, 1), "a P/D request");
+    for seen in [&prefills[0], &decodes[0]] {
+        for name in PREFILLER_HEADERS {
+            assert!(seen.header(name).is_none(), "{name} reached {}", seen.path);
+        }
+    }
+}
+
 /// Sends `count` P/D requests naming both prefillers to a proxy with or
 /// without prefiller sampling; returns how many prefills each received.
 async fn prefills_per_target(sampling: bool, count: usize) -> (usize, usize) {

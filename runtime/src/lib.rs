@@ -48,6 +48,7 @@ mod error;
 pub mod http;
 pub mod propagation;
 mod recent;
+pub mod routing;
 pub mod shutdown;
 pub mod span;
 pub mod state;

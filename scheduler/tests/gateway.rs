@@ -172,12 +172,15 @@ async fn pd_header_is_set_only_when_the_decider_disaggregates() {
     .await;
     gateway.wait_ready(2).await;
     let header = |pod: &FakePod| {
-        pod.seen()
-            .last()
-            .unwrap()
-            .headers
-            .get("x-prefiller-host-port")
-            .map(|v| v.to_str().unwrap().to_owned())
+        let seen = pod.seen();
+        let headers = &seen.last().unwrap().headers;
+        let [legacy, renamed] = llmd_runtime::routing::PREFILLER_HEADERS
+            .map(|name| headers.get(name).map(|v| v.to_str().unwrap().to_owned()));
+        assert_eq!(
+            legacy, renamed,
+            "both spellings carry the target, as llm-d's endpoint picker writes them"
+        );
+        legacy
     };
 
     assert_eq!(

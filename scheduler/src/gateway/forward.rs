@@ -3,7 +3,6 @@
 
 use super::errors::ApiError;
 use super::request::Route;
-use crate::plugins::prerequest::PREFILLER_HEADER;
 use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
@@ -11,6 +10,7 @@ use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue}
 use http::{HeaderMap, Request};
 use llmd_runtime::http::{OriginPools, json_post};
 use llmd_runtime::propagation;
+use llmd_runtime::routing::PREFILLER_HEADERS;
 use std::net::SocketAddr;
 
 /// The request id header shared by every hop.
@@ -25,7 +25,7 @@ pub struct Upstream<'a> {
     pub route: Route,
     /// The request id.
     pub request_id: &'a str,
-    /// `x-prefiller-host-port`, when disaggregated.
+    /// The prefill target (`x-prefiller-host-port`), when disaggregated.
     pub prefiller: Option<&'a str>,
 }
 
@@ -71,7 +71,7 @@ fn upstream_request(
 ) -> Result<Request<Body>, http::Error> {
     let mut request = json_post(upstream.route.path(), body)?;
     let headers = request.headers_mut();
-    headers.reserve(7);
+    headers.reserve(8);
     headers.insert(
         HeaderName::from_static(REQUEST_ID_HEADER),
         HeaderValue::from_str(upstream.request_id)?,
@@ -82,10 +82,12 @@ fn upstream_request(
         }
     }
     if let Some(prefiller) = upstream.prefiller {
-        headers.insert(
-            HeaderName::from_static(PREFILLER_HEADER),
-            HeaderValue::from_str(prefiller)?,
-        );
+        // Both spellings, as llm-d's endpoint picker writes them, so that a
+        // sidecar from before or after llm-d's rename finds the target.
+        let prefiller = HeaderValue::from_str(prefiller)?;
+        for name in PREFILLER_HEADERS {
+            headers.insert(HeaderName::from_static(name), prefiller.clone());
+        }
     }
     propagation::inject_current(headers);
     Ok(request)

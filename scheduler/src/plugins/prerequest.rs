@@ -1,15 +1,14 @@
 //! `prefill-header-handler`: tells the decode pod's P/D proxy where to
-//! prefill, with `x-prefiller-host-port: ip:port`.
+//! prefill, with `x-prefiller-host-port: ip:port` (and the same under
+//! llm-d's new name, `x-llm-d-prefiller-host-port`).
 
 use super::SchedulingRequest;
 use super::decider::PdReason;
 use crate::pool::Endpoint;
 use llmd_runtime::{Identifier, record, traced_span};
 
-/// The header the P/D proxy reads the prefill target from.
-pub const PREFILLER_HEADER: &str = "x-prefiller-host-port";
-
-/// The value of [`PREFILLER_HEADER`] for the request, if it is
+/// The value of the prefill header
+/// ([`llmd_runtime::routing::PREFILLER_HEADERS`]) for the request, if it is
 /// disaggregated; recorded as the `llm_d.epp.prerequest.pd_disaggregation`
 /// span. The target is the prefill pod's vLLM address.
 #[traced_span(
