@@ -35,8 +35,9 @@ pub struct Cli {
     pub port: Option<u16>,
 
     /// Port of the local vLLM decoder at localhost [default: 8001]. Rank i
-    /// of a data-parallel decoder is on vllm-port + i.
-    #[arg(long, value_name = "PORT")]
+    /// of a data-parallel decoder is on vllm-port + i. --model-server-port
+    /// is llm-d's newer name for it.
+    #[arg(long, visible_alias = "model-server-port", value_name = "PORT")]
     pub vllm_port: Option<u16>,
 
     /// Host of the local decoder [default: localhost].
@@ -103,8 +104,13 @@ pub struct Cli {
 
     /// Pause before the first prefill retry, doubled before each further one
     /// [default: 100].
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", conflicts_with = "prefill_retry_backoff")]
     pub prefill_retry_backoff_ms: Option<u64>,
+
+    /// --prefill-retry-backoff-ms as llm-d's sidecar takes it, a Go
+    /// duration such as 200ms or 1.5s.
+    #[arg(long, value_name = "DURATION")]
+    pub prefill_retry_backoff: Option<String>,
 
     /// Time limit of one prefill attempt [default: 600].
     #[arg(long, value_name = "SECONDS")]
@@ -187,6 +193,7 @@ pub struct Cli {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct FileConfig {
     port: Option<u16>,
+    #[serde(alias = "model-server-port")]
     vllm_port: Option<u16>,
     decoder_host: Option<String>,
     bind_address: Option<IpAddr>,
@@ -202,6 +209,7 @@ struct FileConfig {
     max_body_bytes: Option<usize>,
     prefill_max_retries: Option<u32>,
     prefill_retry_backoff_ms: Option<u64>,
+    prefill_retry_backoff: Option<String>,
     prefill_timeout_seconds: Option<u64>,
     connect_timeout_ms: Option<u64>,
     sglang_bootstrap_port: Option<u16>,
@@ -461,11 +469,11 @@ impl Cli {
                     .prefill_max_retries
                     .or(file.prefill_max_retries)
                     .unwrap_or(retry.max_retries),
-                backoff: self
-                    .prefill_retry_backoff_ms
-                    .or(file.prefill_retry_backoff_ms)
-                    .map(Duration::from_millis)
-                    .unwrap_or(retry.backoff),
+                backoff: retry_backoff(
+                    (self.prefill_retry_backoff_ms, self.prefill_retry_backoff),
+                    (file.prefill_retry_backoff_ms, file.prefill_retry_backoff),
+                )?
+                .unwrap_or(retry.backoff),
                 attempt_timeout: self
                     .prefill_timeout_seconds
                     .or(file.prefill_timeout_seconds)
@@ -527,6 +535,62 @@ where
             }
         })
         .collect()
+}
+
+/// The prefill retry backoff from the command line (milliseconds, or a Go
+/// duration), else from the file (either key, not both).
+fn retry_backoff(
+    cli: (Option<u64>, Option<String>),
+    file: (Option<u64>, Option<String>),
+) -> Result<Option<Duration>, ConfigError> {
+    let read = |(millis, duration): (Option<u64>, Option<String>)| match (millis, duration) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid(
+            "prefill-retry-backoff-ms and prefill-retry-backoff: give one".into(),
+        )),
+        (Some(millis), None) => Ok(Some(Duration::from_millis(millis))),
+        (None, Some(text)) => go_duration(&text).map(Some).ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "prefill-retry-backoff {text:?}: expected a duration such as 200ms, 1.5s or 1m"
+            ))
+        }),
+        (None, None) => Ok(None),
+    };
+    Ok(read(cli)?.or(read(file)?))
+}
+
+/// A duration as Go's `time.ParseDuration` reads it (`300ms`, `1.5h`,
+/// `2h45m`; units ns, us, µs, ms, s, m, h), not negative.
+fn go_duration(text: &str) -> Option<Duration> {
+    if text == "0" {
+        return Some(Duration::ZERO);
+    }
+    let mut rest = text.strip_prefix('+').unwrap_or(text);
+    if rest.is_empty() {
+        return None;
+    }
+    let mut nanos = 0f64;
+    while !rest.is_empty() {
+        let number_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..number_end].parse().ok()?;
+        rest = &rest[number_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        nanos += number * unit;
+        rest = &rest[unit_end..];
+    }
+    (nanos < u64::MAX as f64).then(|| Duration::from_nanos(nanos as u64))
 }
 
 /// The flag that replaces a deprecated one.
@@ -946,5 +1010,40 @@ mod tests {
             resolved.notices,
             ["allowed-prefill-hosts is set but enable-ssrf-protection is off: not enforced"]
         );
+    }
+
+    #[test]
+    fn go_durations_are_read_as_go_reads_them() {
+        let ms = |text: &str| go_duration(text).map(|d| d.as_secs_f64() * 1000.0);
+        assert_eq!(ms("200ms"), Some(200.0));
+        assert_eq!(ms("1.5s"), Some(1500.0));
+        assert_eq!(ms("1m30s"), Some(90_000.0));
+        assert_eq!(ms("0"), Some(0.0));
+        assert_eq!(ms("250us"), Some(0.25));
+        assert_eq!(ms(".5s"), Some(500.0));
+        for bad in ["", "200", "-1s", "1x", "1..2s", "s", "1e3s"] {
+            assert_eq!(go_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn llm_ds_newer_flag_names_are_understood() {
+        let c = resolve(&["--model-server-port=8200", "--prefill-retry-backoff=200ms"]).unwrap();
+        assert_eq!(c.vllm_port, 8200);
+        assert_eq!(c.prefill_retry.backoff, Duration::from_millis(200));
+        let yaml = "model-server-port: 8300\nprefill-retry-backoff: 1s\n";
+        let c = resolve(&["--configuration", yaml]).unwrap();
+        assert_eq!(c.vllm_port, 8300);
+        assert_eq!(c.prefill_retry.backoff, Duration::from_secs(1));
+        let c = resolve(&["--configuration", yaml, "--prefill-retry-backoff-ms=5"]).unwrap();
+        assert_eq!(
+            c.prefill_retry.backoff,
+            Duration::from_millis(5),
+            "the flag wins"
+        );
+        assert!(resolve(&["--prefill-retry-backoff=soon"]).is_err());
+        assert!(resolve(&["--prefill-retry-backoff=1s", "--prefill-retry-backoff-ms=5"]).is_err());
+        let both = "prefill-retry-backoff: 1s\nprefill-retry-backoff-ms: 5\n";
+        assert!(resolve(&["--configuration", both]).is_err());
     }
 }
