@@ -268,7 +268,8 @@ impl Cli {
     }
 
     /// Resolves the command line, the configuration it names, the
-    /// environment and the defaults into a validated [`Config`].
+    /// environment and the defaults into a validated [`Config`], with what
+    /// the logging flags ask and the warnings to log.
     pub fn resolve(self) -> Result<Resolved, ConfigError> {
         self.resolve_with_env(|name| std::env::var(name).ok())
     }

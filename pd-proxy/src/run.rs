@@ -8,10 +8,9 @@ use std::process::ExitCode;
 
 /// Runs the proxy `cli` describes (telemetry from the `OTEL_*` variables,
 /// the logger from the logging flags unless `RUST_LOG` or `LOG_FORMAT` say
-/// otherwise) until SIGINT or SIGTERM, then lets the
-/// requests in flight finish (up to
-/// [`llmd_runtime::shutdown::DRAIN_TIMEOUT`]);
-/// prints its listening addresses on stdout.
+/// otherwise) until SIGINT or SIGTERM, then lets the requests in flight
+/// finish (up to [`llmd_runtime::shutdown::DRAIN_TIMEOUT`]); prints its
+/// listening addresses on stdout.
 pub async fn run(cli: Cli) -> ExitCode {
     let resolved = match cli.resolve() {
         Ok(resolved) => resolved,

@@ -53,11 +53,10 @@ pub enum Selection {
 /// Reads the prefill target from the request headers (the legacy spelling
 /// of the header when present, else the new one, as llm-d's sidecar reads
 /// them): of a comma-separated list (or of several header lines), the
-/// first or, with
-/// [`Selection::Sampled`], one at random; a leading `http://` is tolerated.
-/// When sampling, every listed target must be well formed, so that a bad
-/// header fails whichever target is drawn. `Ok(None)` when the header is
-/// absent or empty.
+/// first or, with [`Selection::Sampled`], one at random; a leading
+/// `http://` is tolerated. When sampling, every listed target must be well
+/// formed, so that a bad header fails whichever target is drawn.
+/// `Ok(None)` when the header is absent or empty.
 pub fn prefill_target(
     headers: &HeaderMap,
     selection: Selection,
