@@ -39,9 +39,7 @@ async fn pass_through_keeps_its_decoder_connection_alive() {
     let decoder = Fake::start(decoder()).await;
     let proxy = start_proxy(config(&decoder)).await;
     for stream in [false, true, false, true, false] {
-        let response = post(&proxy, "/v1/chat/completions", None, &chat_body(stream)).await;
-        assert_eq!(response.status(), 200);
-        response.bytes().await.unwrap();
+        chat_ok(&proxy, None, stream).await;
     }
     assert_eq!(decoder.seen().len(), 5);
     assert_eq!(
@@ -195,15 +193,7 @@ async fn prefills_per_target(sampling: bool, count: usize) -> (usize, usize) {
     let proxy = start_proxy(config).await;
     let targets = format!("{}, {}", first.host_port(), second.host_port());
     for _ in 0..count {
-        let response = post(
-            &proxy,
-            "/v1/chat/completions",
-            Some(&targets),
-            &chat_body(false),
-        )
-        .await;
-        assert_eq!(response.status(), 200);
-        response.bytes().await.unwrap();
+        chat_ok(&proxy, Some(&targets), false).await;
     }
     assert_eq!(decoder.seen().len(), count);
     (first.seen().len(), second.seen().len())
@@ -229,15 +219,7 @@ async fn pd_legs_keep_their_connections_alive_and_name_each_upstream_as_host() {
     let proxy = start_proxy(config(&decoder)).await;
     let target = prefill.host_port();
     for stream in [false, true, false, true] {
-        let response = post(
-            &proxy,
-            "/v1/chat/completions",
-            Some(&target),
-            &chat_body(stream),
-        )
-        .await;
-        assert_eq!(response.status(), 200);
-        response.bytes().await.unwrap();
+        chat_ok(&proxy, Some(&target), stream).await;
     }
     assert_eq!((prefill.seen().len(), decoder.seen().len()), (4, 4));
     assert_eq!(

@@ -438,6 +438,14 @@ pub async fn post_pd_chat(proxy: &Proxy, prefill: &Fake, stream: bool) -> reqwes
     .await
 }
 
+/// Posts a chat completion (streamed or not), with `prefiller` as the P/D
+/// prefill target when given; requires a 200 and reads the whole answer.
+pub async fn chat_ok(proxy: &Proxy, prefiller: Option<&str>, stream: bool) {
+    let response = post(proxy, "/v1/chat/completions", prefiller, &chat_body(stream)).await;
+    assert_eq!(response.status(), 200);
+    response.bytes().await.unwrap();
+}
+
 /// Posts raw `body` text.
 pub async fn post_raw(
     proxy: &Proxy,
