@@ -85,16 +85,17 @@ fn prefill_target_drawn(
     }
     let chosen = match (selection, candidates.len()) {
         (_, 0) => return Ok(None),
-        (Selection::First, _) | (_, 1) => candidates[0],
+        (Selection::First, _) | (_, 1) => authority(name, candidates[0])?,
         (Selection::Sampled, count) => {
-            for candidate in &candidates {
-                authority(name, candidate)?;
-            }
-            candidates[draw(count).min(count - 1)]
+            let mut parsed = candidates
+                .iter()
+                .map(|candidate| authority(name, candidate))
+                .collect::<Result<Vec<_>, _>>()?;
+            parsed.swap_remove(draw(count).min(count - 1))
         }
     };
     Ok(Some(PrefillTarget {
-        authority: authority(name, chosen)?,
+        authority: chosen,
         candidates: candidates.len(),
     }))
 }
