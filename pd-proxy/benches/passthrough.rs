@@ -28,6 +28,10 @@
 //! CPU 1, as a sidecar with its own CPU would run; `shared` lets every
 //! process use every CPU (nginx with two workers).
 //!
+//! The idle CPUs' settings are printed with the results: the streaming
+//! scenario's added time to first byte is mostly the cost of waking an idle
+//! CPU, which they decide (`pd-proxy/benches/cross_cpu_wakeup.py`).
+//!
 //! Run: `cargo bench -p llmd-pd-proxy --bench passthrough`.
 
 use bytes::Bytes;
@@ -156,6 +160,7 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
         },
         duration.as_secs()
     );
+    println!("idle CPUs: {}", idle_settings());
     let direct = load("direct backend", backend, duration).await;
     let untraced =
         ProxyProcess::start(layout, backend, &[("OTEL_SDK_DISABLED", "true".to_owned())]);
@@ -232,6 +237,33 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
         );
     }
     drop(nginx);
+}
+
+/// The kernel's idle settings, shown with the results: how long an idle
+/// virtual CPU polls before it halts decides what waking it costs, about
+/// 25 us a hop on a VM that halts at once
+/// (`pd-proxy/benches/cross_cpu_wakeup.py` measures it), and the
+/// streaming scenario wakes the proxy's CPU and the bench's twice each per
+/// request.
+fn idle_settings() -> String {
+    const SHOWN: [(&str, &str); 2] = [
+        (
+            "cpuidle driver",
+            "/sys/devices/system/cpu/cpuidle/current_driver",
+        ),
+        (
+            "guest_halt_poll_ns",
+            "/sys/module/haltpoll/parameters/guest_halt_poll_ns",
+        ),
+    ];
+    SHOWN
+        .iter()
+        .map(|(name, path)| match std::fs::read_to_string(path) {
+            Ok(value) => format!("{name} {}", value.trim()),
+            Err(_) => format!("{name} not shown"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Our proxy's p50 and throughput against another proxy's.
