@@ -20,15 +20,19 @@ leg, its `kv_transfer_params` read and written into the decode leg.
 `openssl`), reached with `--enable-tls prefiller,decoder
 --tls-insecure-skip-verify prefiller,decoder`.
 
-Configurations: tracing off (`OTEL_SDK_DISABLED=true`) and tracing on at
+Configurations: tracing off (`OTEL_SDK_DISABLED=true`); tracing on at
 100 % with spans recorded and dropped (`OTEL_TRACES_EXPORTER=none`, the
-default parent-based sampler following the sampled caller). Each is run
-`--rounds` times; a second figure leaves hashing functions out, which move
-by a few thousand instructions per request from run to run.
+default parent-based sampler following the sampled caller); and, with
+`--export`, tracing on at 100 % with the spans exported over OTLP
+HTTP/protobuf to a collector in a child process of this script, so that
+the count includes the proxy's export thread (batching, encoding, the
+HTTP client) as a sidecar's CPU pays it. Each is run `--rounds` times; a
+second figure leaves hashing functions out, which move by a few thousand
+instructions per request from run to run.
 
 Needs valgrind and a release build:
     cargo build --release -p llmd-pd-proxy
-    python3 pd-proxy/benches/instructions_per_request.py --rounds 3 [--path pd] [--tls]
+    python3 pd-proxy/benches/instructions_per_request.py --rounds 3 [--path pd] [--tls] [--export]
 """
 
 import http.server
@@ -63,6 +67,9 @@ class Backend(http.server.BaseHTTPRequestHandler):
     """Answers every POST with a small completion, every GET with 200."""
 
     protocol_version = "HTTP/1.1"
+    # The head and the body go out in two writes: with Nagle's algorithm the
+    # body would wait for the proxy's delayed ACK, 40 ms a request.
+    disable_nagle_algorithm = True
 
     def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", 0)))
@@ -80,6 +87,39 @@ class Backend(http.server.BaseHTTPRequestHandler):
     def log_message(self, *_):
         pass
 
+
+
+class Collector(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP traces endpoint: reads each export, counts its bytes in
+    `received` (a shared counter set on the class) and accepts it with an
+    empty `ExportTraceServiceResponse`."""
+
+    protocol_version = "HTTP/1.1"
+    received = None
+
+    def do_POST(self):
+        size = int(self.headers.get("content-length", 0))
+        self.rfile.read(size)
+        with self.received.get_lock():
+            self.received.value += size
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *_):
+        pass
+
+
+def serve_in_child(handler, context=None):
+    """Serves `handler` on a loopback port from a child process (so that it
+    does not wait for this one's interpreter lock); gives the port."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    if context:
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    multiprocessing.Process(target=server.serve_forever, daemon=True).start()
+    server.socket.close()
+    return server.server_address[1]
 
 
 def tls_context():
@@ -102,6 +142,7 @@ def options(parser):
     """This benchmark's own options."""
     parser.add_argument("--path", choices=["decode", "pd"], default="decode")
     parser.add_argument("--tls", action="store_true")
+    parser.add_argument("--export", action="store_true")
 
 
 def main():
@@ -113,13 +154,15 @@ def main():
         options,
     )
 
-    backend = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Backend)
-    backend_port = backend.server_address[1]
-    if args.tls:
-        backend.socket = tls_context().wrap_socket(backend.socket, server_side=True)
-    serving = multiprocessing.Process(target=backend.serve_forever, daemon=True)
-    serving.start()
-    backend.socket.close()
+    backend_port = serve_in_child(Backend, tls_context() if args.tls else None)
+    configs = dict(CONFIGS)
+    if args.export:
+        Collector.received = multiprocessing.Value("Q", 0)
+        collector_port = serve_in_child(Collector)
+        configs["exported"] = {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{collector_port}",
+            "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+        }
     command = [
         args.binary, "--port", "{port}", "--vllm-port", str(backend_port),
         "--decoder-host", "127.0.0.1", "--bind-address", "127.0.0.1",
@@ -138,9 +181,14 @@ def main():
                 counting.send(conn, "/v1/completions", REQUEST_BODY, headers, requests)
                 conn.close()
 
-            return counting.counted(command, {**os.environ, **CONFIGS[name]}, serve, out_dir)
+            return counting.counted(command, {**os.environ, **configs[name]}, serve, out_dir)
 
-        counting.compare(CONFIGS, count, args.n1, args.n2, args.rounds)
+        counting.compare(configs, count, args.n1, args.n2, args.rounds)
+    if args.export:
+        received = Collector.received.value
+        if received == 0:
+            sys.exit("the collector received no spans: the exported figures are not an export's")
+        print(f"the collector received {received:,} bytes of spans")
 
 
 if __name__ == "__main__":
