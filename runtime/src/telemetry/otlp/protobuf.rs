@@ -141,6 +141,7 @@ fn scalar_any_value_len(value: &Value) -> Option<usize> {
 }
 
 /// The `oneof value` of an `AnyValue`.
+#[inline(always)]
 fn any_value(any: &mut ProtoWriter<'_>, value: &Value) {
     match value {
         Value::String(text) => any.string_always(1, text.as_str()),

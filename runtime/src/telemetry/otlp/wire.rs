@@ -23,7 +23,17 @@ impl<'a> ProtoWriter<'a> {
         ProtoWriter { buf }
     }
 
-    fn varint(&mut self, mut value: u64) {
+    #[inline(always)]
+    fn varint(&mut self, value: u64) {
+        // Tags and most lengths take one byte.
+        if value < 0x80 {
+            self.buf.push(value as u8);
+        } else {
+            self.long_varint(value);
+        }
+    }
+
+    fn long_varint(&mut self, mut value: u64) {
         while value >= 0x80 {
             self.buf.push((value as u8) | 0x80);
             value >>= 7;
@@ -31,11 +41,13 @@ impl<'a> ProtoWriter<'a> {
         self.buf.push(value as u8);
     }
 
+    #[inline(always)]
     fn tag(&mut self, field: u32, wire_type: u32) {
         self.varint(u64::from((field << 3) | wire_type));
     }
 
     /// A `bytes` field, left out when empty (proto3 default).
+    #[inline(always)]
     pub(crate) fn bytes(&mut self, field: u32, value: &[u8]) {
         if !value.is_empty() {
             self.bytes_always(field, value);
@@ -43,6 +55,7 @@ impl<'a> ProtoWriter<'a> {
     }
 
     /// A `bytes` field, written even when empty (a `oneof` member).
+    #[inline(always)]
     pub(crate) fn bytes_always(&mut self, field: u32, value: &[u8]) {
         self.tag(field, LENGTH_DELIMITED);
         self.varint(value.len() as u64);
@@ -50,16 +63,19 @@ impl<'a> ProtoWriter<'a> {
     }
 
     /// A `string` field, left out when empty.
+    #[inline(always)]
     pub(crate) fn string(&mut self, field: u32, value: &str) {
         self.bytes(field, value.as_bytes());
     }
 
     /// A `string` field, written even when empty (a `oneof` member).
+    #[inline(always)]
     pub(crate) fn string_always(&mut self, field: u32, value: &str) {
         self.bytes_always(field, value.as_bytes());
     }
 
     /// An unsigned varint field (`uint32`, enums), left out when zero.
+    #[inline(always)]
     pub(crate) fn uint(&mut self, field: u32, value: u64) {
         if value != 0 {
             self.tag(field, VARINT);
@@ -68,24 +84,28 @@ impl<'a> ProtoWriter<'a> {
     }
 
     /// An `int64` field written even when zero (a `oneof` member).
+    #[inline(always)]
     pub(crate) fn int64_always(&mut self, field: u32, value: i64) {
         self.tag(field, VARINT);
         self.varint(value as u64);
     }
 
     /// A `bool` field written even when false (a `oneof` member).
+    #[inline(always)]
     pub(crate) fn bool_always(&mut self, field: u32, value: bool) {
         self.tag(field, VARINT);
         self.varint(u64::from(value));
     }
 
     /// A `double` field written even when zero (a `oneof` member).
+    #[inline(always)]
     pub(crate) fn double_always(&mut self, field: u32, value: f64) {
         self.tag(field, FIXED64);
         self.buf.extend_from_slice(&value.to_le_bytes());
     }
 
     /// A `fixed64` field, left out when zero.
+    #[inline(always)]
     pub(crate) fn fixed64(&mut self, field: u32, value: u64) {
         if value != 0 {
             self.tag(field, FIXED64);
@@ -94,6 +114,7 @@ impl<'a> ProtoWriter<'a> {
     }
 
     /// A `fixed32` field, left out when zero.
+    #[inline(always)]
     pub(crate) fn fixed32(&mut self, field: u32, value: u32) {
         if value != 0 {
             self.tag(field, FIXED32);
@@ -104,6 +125,7 @@ impl<'a> ProtoWriter<'a> {
     /// A nested message field whose body is known to take exactly `len`
     /// bytes: the length prefix is written first, so nothing is patched
     /// or moved. `body` must write exactly `len` bytes.
+    #[inline(always)]
     pub(crate) fn message_exact(
         &mut self,
         field: u32,
@@ -159,9 +181,12 @@ impl<'a> ProtoWriter<'a> {
 }
 
 /// How many bytes the varint encoding of `value` takes.
+#[inline(always)]
 pub(crate) fn varint_len(value: u64) -> usize {
-    let bits = 64 - (value | 1).leading_zeros() as usize;
-    bits.div_ceil(7)
+    // ceil(bits / 7) for 1 to 64 significant bits, as a multiply and a
+    // shift rather than a division: (highest bit index * 9 + 73) / 64.
+    let highest_bit = 63 - (value | 1).leading_zeros() as usize;
+    (highest_bit * 9 + 73) >> 6
 }
 
 #[cfg(test)]
@@ -184,7 +209,9 @@ mod tests {
                 0x18, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01
             ]
         );
-        for value in [0, 1, 127, 128, 16_383, 16_384, u64::MAX] {
+        // Every width, at both ends.
+        let widths = (0..64).flat_map(|bit| [1u64 << bit, (1u64 << bit) - 1]);
+        for value in widths.chain([u64::MAX]) {
             let mut buf = Vec::new();
             ProtoWriter::new(&mut buf).varint(value);
             assert_eq!(buf.len(), varint_len(value), "{value}");
