@@ -257,6 +257,49 @@ fn spans_are_grouped_by_scope_in_order_of_first_appearance() {
 }
 
 #[test]
+fn scopes_are_told_apart_by_content_whether_or_not_they_are_copies() {
+    let scope = |name: String, version: &'static str, attributes: Vec<KeyValue>| {
+        InstrumentationScope::builder(name)
+            .with_version(version)
+            .with_attributes(attributes)
+            .build()
+    };
+    let tracers = InstrumentationScope::builder("llmd-runtime")
+        .with_version("0.1.0")
+        .build();
+    // Copies of one tracer's scope: the same static text.
+    assert!(super::same_scope(&tracers, &tracers.clone()));
+    // Equal scopes made apart: compared in full.
+    assert!(super::same_scope(
+        &tracers,
+        &scope("llmd-runtime".to_owned(), "0.1.0", Vec::new())
+    ));
+    let with_attribute = || vec![KeyValue::new("k", "v")];
+    assert!(super::same_scope(
+        &scope("a".to_owned(), "1", with_attribute()),
+        &scope("a".to_owned(), "1", with_attribute())
+    ));
+    // Any difference separates them.
+    assert!(!super::same_scope(
+        &tracers,
+        &scope("llmd-runtime".to_owned(), "0.2.0", Vec::new())
+    ));
+    assert!(!super::same_scope(
+        &tracers,
+        &scope("llmd-other".to_owned(), "0.1.0", Vec::new())
+    ));
+    let named = scope("a".to_owned(), "1", Vec::new());
+    assert!(!super::same_scope(
+        &named,
+        &scope("a".to_owned(), "1", with_attribute())
+    ));
+    assert!(!super::same_scope(
+        &scope("a".to_owned(), "1", with_attribute()),
+        &named
+    ));
+}
+
+#[test]
 fn backoff_doubles_up_to_the_cap_plus_jitter_unless_the_collector_asks() {
     for (retries, base) in [(0, 100), (1, 200), (2, 400), (5, 1600), (40, 1600)] {
         let pause = super::backoff(retries, None);
