@@ -46,6 +46,9 @@ def prompt_tokens(body):
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Heads, bodies and stream chunks go out in separate writes: without
+    # this, each write after the first waits for the peer's delayed ACK.
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args):  # noqa: A002 - the base class's name
         sys.stderr.write("otel_decoder: " + (format % args) + "\n")
