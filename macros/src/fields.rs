@@ -1,5 +1,5 @@
-//! `key = value` attribute lists, shared by `attrs(..)`, `record!` and
-//! `event!`, and the checked key-value pairs they expand to.
+//! `key = value` attribute lists, shared by `attrs(..)`, `record!`,
+//! `event!` and `attributes!`, and the checked key-value pairs they expand to.
 
 use crate::registry::Checker;
 use crate::registry::table::ValueKind;
@@ -88,10 +88,9 @@ impl Parse for Fields {
 
 impl Fields {
     /// A closure building the checked key-value pairs, for the runtime to
-    /// call only when the span is recorded. Every key and literal value is
-    /// checked; all the problems found are reported together. The pairs
-    /// are built as a `Vec` (what the SDK keeps, so it is moved in without
-    /// copying) or as an array (when they are set one by one).
+    /// call only when the span is recorded. The pairs are built as a `Vec`
+    /// (what the SDK keeps, so it is moved in without copying) or as an
+    /// array (when they are set one by one).
     pub fn closure(&self, checker: &Checker, collection: Collection) -> syn::Result<TokenStream> {
         if self.0.is_empty() {
             return Ok(match collection {
@@ -101,6 +100,20 @@ impl Fields {
                 _ => quote! { ::llmd_runtime::span::no_attributes },
             });
         }
+        let pairs = self.checked_pairs(checker)?;
+        Ok(match collection {
+            Collection::Vec { room: 0 } => quote! { || ::std::vec![#(#pairs),*] },
+            Collection::Vec { room } => {
+                quote! { || ::llmd_runtime::span::attributes_with_room([#(#pairs),*], #room) }
+            }
+            Collection::Array => quote! { || [#(#pairs),*] },
+        })
+    }
+
+    /// The checked key-value pairs, one expression each, in order. Every
+    /// key and literal value is checked; all the problems found are
+    /// reported together, and a key set twice is refused.
+    pub fn checked_pairs(&self, checker: &Checker) -> syn::Result<Vec<TokenStream>> {
         let mut pairs = Vec::new();
         let mut errors: Option<syn::Error> = None;
         for field in &self.0 {
@@ -125,13 +138,7 @@ impl Fields {
                 return Err(e);
             }
         }
-        Ok(match collection {
-            Collection::Vec { room: 0 } => quote! { || ::std::vec![#(#pairs),*] },
-            Collection::Vec { room } => {
-                quote! { || ::llmd_runtime::span::attributes_with_room([#(#pairs),*], #room) }
-            }
-            Collection::Array => quote! { || [#(#pairs),*] },
-        })
+        Ok(pairs)
     }
 }
 

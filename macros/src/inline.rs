@@ -1,5 +1,6 @@
 //! `record!` and `event!`: attributes and events added to the current span
-//! from inside a function body.
+//! from inside a function body; `attributes!`: a checked list for APIs that
+//! take a span's attributes from their caller.
 
 use crate::fields::{Collection, Fields};
 use crate::registry::{Checker, NameKind};
@@ -22,6 +23,24 @@ pub fn record(fields: Fields) -> syn::Result<TokenStream> {
     Ok(quote! {{
         #tracking
         ::llmd_runtime::span::record_current(#attributes)
+    }})
+}
+
+/// `attributes!(key = value, ..)`: the checked pairs as an array, built
+/// where the macro stands.
+pub fn attributes(fields: Fields) -> syn::Result<TokenStream> {
+    if fields.0.is_empty() {
+        return Err(syn::Error::new(
+            Span::call_site(),
+            "attributes! needs at least one attribute: `attributes!(llm_d.pd_proxy.connector = connector)`",
+        ));
+    }
+    let checker = Checker::new();
+    let pairs = fields.checked_pairs(&checker)?;
+    let tracking = checker.tracking();
+    Ok(quote! {{
+        #tracking
+        [#(#pairs),*]
     }})
 }
 

@@ -1,4 +1,5 @@
-//! `#[traced_span]`, `record!`, `event!` and `#[derive(ErrorType)]`: spans
+//! `#[traced_span]`, `record!`, `event!`, `attributes!` and
+//! `#[derive(ErrorType)]`: spans
 //! declared, not hand-written, and metadata only by construction.
 //!
 //! Use them through `llmd_runtime`, which re-exports them and provides what
@@ -121,6 +122,26 @@ pub fn event(input: TokenStream) -> TokenStream {
     syn::parse::<inline::EventInput>(input)
         .and_then(inline::event)
         .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// A checked list of attributes, as an array of `KeyValue`s: for APIs
+/// that take a span's attributes from their caller, such as
+/// `llmd_runtime::http::ServerTraceLayer::trace_with`. Keys and values are
+/// checked as in `record!`. The values are evaluated where the macro
+/// stands, so write it inside the closure such an API calls only for a
+/// recorded span.
+///
+/// `attributes!(llm_d.pd_proxy.connector = connector, llm_d.pd_proxy.disaggregation_used = false)`
+#[proc_macro]
+pub fn attributes(input: TokenStream) -> TokenStream {
+    syn::parse::<fields::Fields>(input)
+        .and_then(inline::attributes)
+        .unwrap_or_else(|e| {
+            // In a block: several errors are statements, not one expression.
+            let errors = e.into_compile_error();
+            quote::quote! {{ #errors }}
+        })
         .into()
 }
 

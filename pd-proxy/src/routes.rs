@@ -10,7 +10,8 @@
 //! Traced requests get the `llm_d.pd_proxy.request` SERVER span, with the
 //! inference route (never the path of any other request) as `http.route`.
 
-use crate::handler;
+use crate::errors::ProxyError;
+use crate::handler::{self, Route};
 use crate::request::Api;
 use crate::server::REQUEST_SPAN;
 use crate::state::Listener;
@@ -21,6 +22,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Either;
 use hyper::body::Incoming;
 use llmd_runtime::http::{ServerTraceLayer, TracedBody};
+use opentelemetry::KeyValue;
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -100,24 +102,57 @@ impl hyper::service::Service<Request<Incoming>> for Routes {
         // The handler's future (kilobytes) is made inside the box, on the
         // first poll, rather than made here and moved into it.
         Box::pin(async move {
-            let listener = routes.listener.clone();
-            let traced = routes
-                .trace_layer(api)
-                .trace(request, |request| handle(listener, api, request));
+            let listener = &routes.listener;
+            let handling = match api {
+                Some(api) if request.method() == Method::POST => Handling::Pd {
+                    api,
+                    route: handler::route(listener, request.headers()),
+                },
+                _ => Handling::Forward,
+            };
+            // One call and one future type for both handlings, so that the
+            // handler's future is made in place rather than copied.
+            let traced = routes.trace_layer(api).trace_with(
+                request,
+                handling,
+                |handling, list| handling.attributes(listener, list),
+                |request, handling| handle(listener, handling, request),
+            );
             traced.await.map(|response| response.map(Either::Left))
         })
     }
 }
 
+/// How a traced request is handled.
+enum Handling<'a> {
+    /// `POST` to an inference API: the P/D handler, on the route read
+    /// from the request's headers.
+    Pd {
+        api: Api,
+        route: Result<Route<'a>, ProxyError>,
+    },
+    /// Anything else: to the decoder, unchanged.
+    Forward,
+}
+
+impl Handling<'_> {
+    /// Adds the request span's attributes known before the handler runs.
+    fn attributes(&self, listener: &Listener, list: &mut Vec<KeyValue>) {
+        if let Handling::Pd { api, route } = self {
+            handler::route_attributes(listener, *api, route, list);
+        }
+    }
+}
+
 /// The handler of a traced request.
 async fn handle(
-    listener: Listener,
-    api: Option<Api>,
+    listener: &Listener,
+    handling: Handling<'_>,
     request: Request<Body>,
 ) -> Result<Response, Infallible> {
-    Ok(match api {
-        Some(api) if request.method() == Method::POST => handler::pd(listener, api, request).await,
-        _ => handler::forward(listener, request).await,
+    Ok(match handling {
+        Handling::Pd { api, route } => handler::pd(listener, api, route, request).await,
+        Handling::Forward => handler::forward(listener, request).await,
     })
 }
 

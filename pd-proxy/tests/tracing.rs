@@ -252,6 +252,11 @@ async fn decode_only_request_says_why_and_parents_the_decoder_call() {
     let request = one(&spans, "llm_d.pd_proxy.request");
     assert_eq!(str_attr(request, "http.route"), "/v1/chat/completions");
     assert_eq!(str_attr(request, "http.request.method"), "POST");
+    assert_eq!(str_attr(request, "llm_d.pd_proxy.connector"), "nixlv2");
+    assert_eq!(
+        str_attr(request, "llm_d.pd_proxy.request_path"),
+        "/v1/chat/completions"
+    );
     assert!(!bool_attr(request, "llm_d.pd_proxy.disaggregation_used"));
     assert_eq!(
         str_attr(request, "llm_d.pd_proxy.reason"),
@@ -303,6 +308,34 @@ async fn routes_are_recorded_for_the_inference_paths_only() {
         assert_eq!(str_attr(span, "http.request.method"), "GET");
         assert!(!format!("{span:?}").contains("secret-path-zq81"));
     }
+}
+
+/// A prefill header that names no host and port: 400, and the request
+/// span has the connector and route but no P/D decision.
+#[tokio::test]
+async fn unroutable_request_records_no_decision() {
+    let capture = testing::capture();
+    let decoder = Fake::start(decoder()).await;
+    let proxy = start_proxy(config(&decoder)).await;
+    let response = traced_post(&proxy, Some("10.0.0.1:8000/zq81-path"), "01", false).await;
+    assert_eq!(response.status(), 400);
+    let spans = wait_for_spans(&capture, &["llm_d.pd_proxy.request"]).await;
+    let request = one(&spans, "llm_d.pd_proxy.request");
+    assert_eq!(str_attr(request, "llm_d.pd_proxy.connector"), "nixlv2");
+    assert_eq!(
+        str_attr(request, "llm_d.pd_proxy.request_path"),
+        "/v1/chat/completions"
+    );
+    for absent in [
+        "llm_d.pd_proxy.disaggregation_used",
+        "llm_d.pd_proxy.reason",
+        "llm_d.pd_proxy.prefill_target",
+    ] {
+        assert_eq!(attribute(request, absent), None, "{absent}");
+    }
+    assert_eq!(int_attr(request, "http.response.status_code"), 400);
+    assert!(decoder.seen().is_empty(), "nothing reached the decoder");
+    assert!(!format!("{request:?}").contains("zq81-path"));
 }
 
 #[tokio::test]

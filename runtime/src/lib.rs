@@ -58,6 +58,6 @@ pub mod testing;
 
 pub use attributes::{AttributeEnum, Identifier, Sensitive};
 pub use error::ErrorType;
-pub use llmd_macros::{ErrorType, event, record, traced_span};
+pub use llmd_macros::{ErrorType, attributes, event, record, traced_span};
 pub use opentelemetry::Context;
 pub use opentelemetry::context::FutureExt;

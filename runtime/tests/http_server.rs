@@ -17,11 +17,12 @@ use llmd_runtime::attributes::{key_value, kind};
 use llmd_runtime::http::ServerTraceLayer;
 use llmd_runtime::propagation;
 use llmd_runtime::span::{self, SpanMeta};
-use llmd_runtime::testing::{attribute, capture, without_telemetry};
+use llmd_runtime::testing::{attribute, capture, capture_with, without_telemetry};
 use opentelemetry::Value;
 use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
-use opentelemetry_sdk::trace::SpanData;
+use opentelemetry_sdk::trace::{Sampler, SpanData};
 use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc;
 use tower::{Layer, ServiceExt};
@@ -408,4 +409,80 @@ async fn a_named_route_is_recorded_without_axum_routing() {
     );
     assert_eq!(attribute(&span, "http.request.method"), Some(&text("POST")));
     assert_no_attribute_mentions(&span, &["hunter2"]);
+}
+
+/// A server that routes by itself, tracing each request with
+/// `ServerTraceLayer::trace_with`: the routed model goes into the span's
+/// start list and then to the handler, which echoes it in a header; calls
+/// of the attribute closure are counted.
+async fn traced_with(
+    layer: &ServerTraceLayer,
+    request: Request<Body>,
+    built: &AtomicUsize,
+) -> axum::response::Response<llmd_runtime::http::TracedBody<Body>> {
+    let routed = Identifier::new("routed-model");
+    let response = layer
+        .trace_with(
+            request,
+            routed,
+            |model, list| {
+                built.fetch_add(1, Ordering::Relaxed);
+                list.extend(llmd_runtime::attributes!(
+                    gen_ai.request.model = model.clone(),
+                    llm_d.pd_proxy.disaggregation_used = false,
+                ));
+            },
+            |_, model| async move {
+                let mut response = axum::response::Response::new(Body::empty());
+                response
+                    .headers_mut()
+                    .insert("x-model", model.as_str().parse().expect("a header value"));
+                Ok::<_, Infallible>(response)
+            },
+        )
+        .await;
+    response.expect("infallible")
+}
+
+#[tokio::test]
+async fn trace_with_puts_the_callers_attributes_in_the_start_list() {
+    let cap = capture_with(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
+    let layer = ServerTraceLayer::new(&REQUEST).route("/v1/completions");
+    let built = AtomicUsize::new(0);
+    let request = Request::post("/v1/completions")
+        .header("traceparent", traceparent(TRACE_ID, SPAN_ID, true))
+        .body(Body::empty())
+        .expect("request");
+    let response = traced_with(&layer, request, &built).await;
+    assert_eq!(response.headers()["x-model"], "routed-model");
+
+    let span = cap.one(NAME);
+    assert_eq!(built.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        attribute(&span, "gen_ai.request.model"),
+        Some(&text("routed-model"))
+    );
+    assert_eq!(
+        attribute(&span, "llm_d.pd_proxy.disaggregation_used"),
+        Some(&Value::Bool(false))
+    );
+    assert_eq!(
+        attribute(&span, "http.route"),
+        Some(&text("/v1/completions"))
+    );
+    assert_eq!(
+        attribute(&span, "http.response.status_code"),
+        Some(&Value::I64(200))
+    );
+
+    // An unsampled caller: no span, and the closure is never called.
+    cap.clear();
+    let request = Request::post("/v1/completions")
+        .header("traceparent", traceparent(TRACE_ID, SPAN_ID, false))
+        .body(Body::empty())
+        .expect("request");
+    let response = traced_with(&layer, request, &built).await;
+    assert_eq!(response.headers()["x-model"], "routed-model");
+    assert!(cap.spans().is_empty());
+    assert_eq!(built.load(Ordering::Relaxed), 1);
 }

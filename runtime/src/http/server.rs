@@ -130,7 +130,27 @@ impl ServerTraceLayer {
         request: Request<B>,
         call: impl FnOnce(Request<B>) -> F,
     ) -> ResponseFuture<F> {
-        self.settings.trace(request, call)
+        self.settings
+            .trace(request, (), |_, _| {}, |request, ()| call(request))
+    }
+
+    /// Like [`ServerTraceLayer::trace`] for a request the server has
+    /// already looked at: `attributes` adds what it found (`found`, built
+    /// into attributes with [`crate::attributes!`]) to the span's start
+    /// list, and `call` then takes it with the request. For what is known
+    /// before the handler runs, such as a routing decision: cheaper than
+    /// recording it after the start, which locks the span and sets the
+    /// attributes one by one. `attributes` is called only when the span is
+    /// recorded.
+    #[inline]
+    pub fn trace_with<B, T, F>(
+        &self,
+        request: Request<B>,
+        found: T,
+        attributes: impl FnOnce(&T, &mut Vec<KeyValue>),
+        call: impl FnOnce(Request<B>, T) -> F,
+    ) -> ResponseFuture<F> {
+        self.settings.trace(request, found, attributes, call)
     }
 }
 
@@ -167,24 +187,29 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let inner = &mut self.inner;
-        self.settings.trace(request, |request| inner.call(request))
+        self.settings
+            .trace(request, (), |_, _| {}, |request, ()| inner.call(request))
     }
 }
 
 impl Settings {
-    fn trace<B, F>(
+    fn trace<B, T, F>(
         &self,
         request: Request<B>,
-        call: impl FnOnce(Request<B>) -> F,
+        found: T,
+        attributes: impl FnOnce(&T, &mut Vec<KeyValue>),
+        call: impl FnOnce(Request<B>, T) -> F,
     ) -> ResponseFuture<F> {
         let parent = propagation::extract(request.headers());
         let started = span::start(self.meta, Some(&parent), || {
-            self.request_attributes(&request)
+            let mut list = self.request_attributes(&request);
+            attributes(&found, &mut list);
+            list
         });
         let span = OpenSpan::new(started);
         let inner = {
             let _attached = span.attach();
-            call(request)
+            call(request, found)
         };
         ResponseFuture { inner, span }
     }
@@ -199,8 +224,8 @@ impl Settings {
 
     /// The request's attributes, in a list with room for the response's
     /// (status code, and `error.type` on a 5xx) and for those the span's
-    /// [`SpanMeta`] says the application records; called only for a
-    /// recorded span.
+    /// [`SpanMeta`] says the application adds (at the start or later);
+    /// called only for a recorded span.
     fn request_attributes<B>(&self, request: &Request<B>) -> Vec<KeyValue> {
         let mut list = Vec::with_capacity(
             REQUEST_ATTRIBUTES + RESPONSE_ATTRIBUTES + self.meta.later_attributes(),

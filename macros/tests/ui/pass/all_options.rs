@@ -2,7 +2,7 @@
 #![deny(warnings)]
 
 use llmd_runtime::attributes::AttributeEnum;
-use llmd_runtime::{Context, ErrorType, Identifier, event, record, traced_span};
+use llmd_runtime::{Context, ErrorType, Identifier, attributes, event, record, traced_span};
 
 #[derive(Debug, ErrorType)]
 enum PickError {
@@ -47,6 +47,11 @@ async fn pick(
     let n: u32 = "3".parse().map_err(|_| PickError::NoEndpoint)?;
     record!(llm_d.epp.pd.disaggregation_used = n > 2, llm_d.epp.pd.reason = "threshold");
     event!("llm_d.pd_proxy.first_token", llm_d.pd_proxy.true_ttft_ms = 1.5);
+    let listed: [opentelemetry::KeyValue; 2] = attributes!(
+        gen_ai.request.model = model.clone(),
+        llm_d.epp.pd.reason = "threshold",
+    );
+    drop(listed);
     match n {
         0 => Err(PickError::Upstream(502)),
         1 => Err(PickError::Refused { code: 403 }),
