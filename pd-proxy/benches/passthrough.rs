@@ -5,10 +5,12 @@
 //!   as answers come (saturation; `PD_BENCH_SECONDS` each, default 3,
 //!   after a 1 s warm-up): directly to the backend, through the
 //!   proxy binary (a child process, like nginx) with tracing off, through
-//!   nginx when `nginx` is installed (`pd-proxy/benches/install-nginx.sh`),
-//!   and through the proxy with tracing on at 100 % sampling (spans
-//!   recorded and dropped; then exported over OTLP/gRPC to a receiver in
-//!   this process);
+//!   nginx when `nginx` is installed (`pd-proxy/benches/install-nginx.sh`);
+//! - the proxy with tracing off, with tracing on at 100 % sampling (spans
+//!   recorded and dropped), and with spans exported over OTLP/gRPC to a
+//!   receiver in this process, at saturation in turn, 7 rounds of 1 s:
+//!   throughput and the proxy's CPU time per request (from `/proc`), the
+//!   traced ones against the untraced one round by round;
 //! - the same 64 connections paced at a fixed total rate below saturation
 //!   (`PD_BENCH_RATE`, default 10,000 req/s), latency counted from each
 //!   send: the latency the proxy adds without queueing. The targets take
@@ -59,6 +61,11 @@ const CONNECTIONS: usize = 64;
 const PACED_ROUNDS: usize = 7;
 const PACED_WARM_UP: Duration = Duration::from_millis(250);
 const PACED_ROUND: Duration = Duration::from_secs(1);
+/// Rounds of the tracing comparison at saturation, and each round's
+/// warm-up and measurement.
+const TRACING_ROUNDS: usize = 7;
+const TRACING_WARM_UP: Duration = Duration::from_millis(250);
+const TRACING_ROUND: Duration = Duration::from_secs(1);
 const REQUEST_BODY: &str = r#"{"model":"m","prompt":"hello","max_tokens":4}"#;
 const RESPONSE_BODY: &str = r#"{"id":"c","choices":[{"text":"hi","finish_reason":"stop"}],"usage":{"prompt_tokens":4,"completion_tokens":1}}"#;
 const SSE_BODY: &str = "data: {\"choices\":[{\"delta\":{\"content\":\"hi\"}}]}\n\ndata: [DONE]\n\n";
@@ -187,9 +194,6 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
         backend,
         &[sampled.clone(), ("OTEL_TRACES_EXPORTER", "none".to_owned())],
     );
-    let recorded = load("proxy, tracing, no export", recording.address, duration).await;
-    report_tracing(&plain, &recorded);
-    drop(recording);
     let receiver = OtlpReceiver::start().expect("otlp receiver");
     let exporting = ProxyProcess::start(
         layout,
@@ -200,9 +204,13 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
         ],
     );
-    let exported = load("proxy, tracing, OTLP", exporting.address, duration).await;
-    report_tracing(&plain, &exported);
-    drop(exporting);
+    tracing_rounds(&[
+        ("proxy, tracing off", &untraced),
+        ("tracing, no export", &recording),
+        ("tracing, OTLP", &exporting),
+    ])
+    .await;
+    drop((recording, exporting));
     println!("  spans received: {}", receiver.spans().len());
     drop(receiver);
 
@@ -275,14 +283,6 @@ fn report_proxy_against(name: &str, proxy: &Outcome, other: &Outcome) {
     );
 }
 
-fn report_tracing(off: &Outcome, on: &Outcome) {
-    println!(
-        "  tracing on vs off: throughput {:+.1} %, p50 {:+.1} us",
-        100.0 * (on.rps / off.rps - 1.0),
-        on.p50_us - off.p50_us
-    );
-}
-
 /// The real `llmd-pd-proxy` binary in front of the backend, in its own
 /// process (as nginx is), with telemetry set by `env`. Its standard error
 /// goes to a file, shown when it stops and searched for panics when a
@@ -339,6 +339,21 @@ impl ProxyProcess {
             command.env(key, value);
         }
         ProxyProcess::spawn(command)
+    }
+
+    /// The CPU time (user and system) the process has used, summed over
+    /// its threads, from the scheduler's statistics in `/proc` (in
+    /// nanoseconds, where `/proc/PID/stat` counts in 10 ms ticks).
+    fn cpu_time(&self) -> Duration {
+        let tasks = format!("/proc/{}/task", self.child.id());
+        let threads = std::fs::read_dir(&tasks).unwrap_or_else(|e| panic!("{tasks}: {e}"));
+        let nanoseconds = threads
+            .filter_map(|thread| {
+                std::fs::read_to_string(thread.ok()?.path().join("schedstat")).ok()
+            })
+            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Duration::from_nanos(nanoseconds)
     }
 
     /// This bench binary, re-run as the bare hyper proxy.
@@ -477,6 +492,8 @@ struct Outcome {
     rps: f64,
     p50_us: f64,
     p99_us: f64,
+    /// The proxy's CPU time per request, when measured (else NaN).
+    cpu_us_per_request: f64,
 }
 
 impl Outcome {
@@ -494,6 +511,7 @@ impl Outcome {
             rps: all.len() as f64 / measured.as_secs_f64(),
             p50_us: percentile(&all, 0.50),
             p99_us: percentile(&all, 0.99),
+            cpu_us_per_request: f64::NAN,
         }
     }
 
@@ -521,8 +539,24 @@ async fn post_completion(sender: &mut hyper::client::conn::http1::SendRequest<Fu
     response.into_body().collect().await.expect("body");
 }
 
-/// `CONNECTIONS` keep-alive connections posting small requests to `/v1/completions`.
+/// `CONNECTIONS` keep-alive connections posting small requests to
+/// `/v1/completions` as fast as answers come, measured for `duration`
+/// after a 1 s warm-up; prints the outcome as `name`'s.
 async fn load(name: &str, target: SocketAddr, duration: Duration) -> Outcome {
+    let outcome = saturate(target, Duration::from_secs(1), duration, None).await;
+    outcome.print(name);
+    outcome
+}
+
+/// The saturation load of [`load`], measured for `duration` after
+/// `warm_up`; with `proxy`, also the CPU time it spends per request over
+/// the measured time.
+async fn saturate(
+    target: SocketAddr,
+    warm_up: Duration,
+    duration: Duration,
+    proxy: Option<&ProxyProcess>,
+) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
     let mut workers = Vec::new();
@@ -542,16 +576,75 @@ async fn load(name: &str, target: SocketAddr, duration: Duration) -> Outcome {
             latencies
         }));
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    tokio::time::sleep(warm_up).await;
+    let cpu_before = proxy.map(ProxyProcess::cpu_time);
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
+    let cpu = cpu_before.zip(proxy.map(ProxyProcess::cpu_time));
     stop.store(true, Ordering::Relaxed);
-    let outcome = Outcome::of_workers(workers, elapsed).await;
-    outcome.print(name);
+    let mut outcome = Outcome::of_workers(workers, elapsed).await;
+    if let Some((before, after)) = cpu {
+        let requests = outcome.rps * elapsed.as_secs_f64();
+        outcome.cpu_us_per_request = (after - before).as_secs_f64() * 1e6 / requests;
+    }
     outcome
+}
+
+/// The proxies at saturation in turn, `TRACING_ROUNDS` times over (each
+/// round `TRACING_ROUND` after `TRACING_WARM_UP`), so that drift in the
+/// machine's state falls on all of them alike: the first with tracing off,
+/// the others traced. Prints for each its median throughput and CPU time
+/// per request (user and system, all its threads: what a sidecar's own
+/// CPU pays per request, which sets its throughput where that CPU is the
+/// limit) and, for the traced ones, the median and range of their change
+/// against the untraced proxy in the same round.
+async fn tracing_rounds(proxies: &[(&str, &ProxyProcess)]) {
+    println!(
+        "tracing at 100 % against off: {CONNECTIONS} connections at saturation, \
+         {TRACING_ROUNDS} interleaved rounds of {} ms per proxy",
+        TRACING_ROUND.as_millis()
+    );
+    let mut rounds: Vec<Vec<Outcome>> = (0..proxies.len()).map(|_| Vec::new()).collect();
+    for _ in 0..TRACING_ROUNDS {
+        for (outcomes, (_, proxy)) in rounds.iter_mut().zip(proxies) {
+            let outcome = saturate(proxy.address, TRACING_WARM_UP, TRACING_ROUND, Some(proxy));
+            outcomes.push(outcome.await);
+        }
+    }
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        (
+            values[values.len() / 2],
+            values[0],
+            values[values.len() - 1],
+        )
+    };
+    let change = |index: usize, of: fn(&Outcome) -> f64| {
+        median(
+            rounds[index]
+                .iter()
+                .zip(&rounds[0])
+                .map(|(on, off)| 100.0 * (of(on) / of(off) - 1.0))
+                .collect(),
+        )
+    };
+    for (index, (name, _)) in proxies.iter().enumerate() {
+        let (rps, ..) = median(rounds[index].iter().map(|o| o.rps).collect());
+        let (cpu, ..) = median(rounds[index].iter().map(|o| o.cpu_us_per_request).collect());
+        print!("{name:>22}: {rps:>8.0} req/s, CPU {cpu:.1} us per request");
+        if index > 0 {
+            let (rps, rps_low, rps_high) = change(index, |o| o.rps);
+            let (cpu, cpu_low, cpu_high) = change(index, |o| o.cpu_us_per_request);
+            print!(
+                "; throughput {rps:+.1} % (rounds {rps_low:+.1} to {rps_high:+.1}), \
+                 CPU per request {cpu:+.1} % (rounds {cpu_low:+.1} to {cpu_high:+.1})"
+            );
+        }
+        println!();
+    }
 }
 
 /// `CONNECTIONS` keep-alive connections, each sending on a fixed schedule

@@ -18,7 +18,7 @@ pub fn render_markdown() -> String {
         "# Attribute registry\n\n\
          Generated from `runtime/src/attributes/table.rs` by \
          `cargo run -p llmd-runtime --example gen-attribute-docs`; do not edit by hand.\n\n\
-         `#[traced_span]`, `record!` and `event!` accept only the keys and names below \
+         `#[traced_span]`, `record!`, `event!` and `attributes!` accept only the keys and names below \
          (or keys a crate declares for its own namespace), and only values of the stated kind.\n\n\
          ## Attributes\n\n| key | kind | meaning |\n|---|---|---|\n",
     );
