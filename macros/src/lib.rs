@@ -1,6 +1,6 @@
 //! `#[traced_span]`, `record!`, `event!`, `attributes!` and
-//! `#[derive(ErrorType)]`: spans
-//! declared, not hand-written, and metadata only by construction.
+//! `#[derive(ErrorType)]`: spans declared, not hand-written, and metadata
+//! only by construction.
 //!
 //! Use them through `llmd_runtime`, which re-exports them and provides what
 //! they expand to:
