@@ -13,9 +13,11 @@
 //!   traced ones against the untraced one round by round;
 //! - the same 64 connections paced at a fixed total rate below saturation
 //!   (`PD_BENCH_RATE`, default 10,000 req/s), latency counted from each
-//!   send: the latency the proxy adds without queueing. The targets take
-//!   turns in 7 rounds of 1 s (after 250 ms of warm-up each), so that drift
-//!   in the machine's state falls on all of them alike;
+//!   send: the latency the proxy adds without queueing (tokio's 1 ms timer
+//!   sends them in bursts of about rate / 1,000), and each proxy's CPU time
+//!   per request. The targets take turns in 7 rounds of 1 s (after 250 ms
+//!   of warm-up each), so that drift in the machine's state falls on all of
+//!   them alike;
 //! - one connection, streaming (SSE) requests: time to the first body byte,
 //!   directly, through the proxy and through nginx.
 //!
@@ -220,12 +222,28 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
         PACED_ROUND.as_millis()
     );
     let mut targets = vec![
-        ("direct backend", backend),
-        ("proxy, tracing off", untraced.address),
-        ("bare hyper proxy", bare.address),
+        PacedTarget {
+            name: "direct backend",
+            address: backend,
+            cpu: None,
+        },
+        PacedTarget {
+            name: "proxy, tracing off",
+            address: untraced.address,
+            cpu: Some(untraced.cpu()),
+        },
+        PacedTarget {
+            name: "bare hyper proxy",
+            address: bare.address,
+            cpu: Some(bare.cpu()),
+        },
     ];
     if let Some(nginx) = &nginx {
-        targets.push(("nginx proxy_pass", nginx.address));
+        targets.push(PacedTarget {
+            name: "nginx proxy_pass",
+            address: nginx.address,
+            cpu: Some(nginx.workers_cpu()),
+        });
     }
     paced_rounds(&targets, rate).await;
     drop(bare);
@@ -281,6 +299,29 @@ fn report_proxy_against(name: &str, proxy: &Outcome, other: &Outcome) {
         proxy.p50_us - other.p50_us,
         100.0 * proxy.rps / other.rps
     );
+}
+
+/// Reads the CPU time (user and system) that processes have used, summed
+/// over their threads, from the scheduler's statistics in `/proc` (in
+/// nanoseconds, where `/proc/PID/stat` counts in 10 ms ticks).
+struct CpuMeter(Vec<u32>);
+
+impl CpuMeter {
+    fn time(&self) -> Duration {
+        let nanoseconds = self
+            .0
+            .iter()
+            .flat_map(|pid| {
+                let tasks = format!("/proc/{pid}/task");
+                std::fs::read_dir(&tasks).unwrap_or_else(|e| panic!("{tasks}: {e}"))
+            })
+            .filter_map(|thread| {
+                std::fs::read_to_string(thread.ok()?.path().join("schedstat")).ok()
+            })
+            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
+            .sum();
+        Duration::from_nanos(nanoseconds)
+    }
 }
 
 /// The real `llmd-pd-proxy` binary in front of the backend, in its own
@@ -341,19 +382,9 @@ impl ProxyProcess {
         ProxyProcess::spawn(command)
     }
 
-    /// The CPU time (user and system) the process has used, summed over
-    /// its threads, from the scheduler's statistics in `/proc` (in
-    /// nanoseconds, where `/proc/PID/stat` counts in 10 ms ticks).
-    fn cpu_time(&self) -> Duration {
-        let tasks = format!("/proc/{}/task", self.child.id());
-        let threads = std::fs::read_dir(&tasks).unwrap_or_else(|e| panic!("{tasks}: {e}"));
-        let nanoseconds = threads
-            .filter_map(|thread| {
-                std::fs::read_to_string(thread.ok()?.path().join("schedstat")).ok()
-            })
-            .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-            .sum();
-        Duration::from_nanos(nanoseconds)
+    /// Reads the proxy's CPU time.
+    fn cpu(&self) -> CpuMeter {
+        CpuMeter(vec![self.child.id()])
     }
 
     /// This bench binary, re-run as the bare hyper proxy.
@@ -515,6 +546,12 @@ impl Outcome {
         }
     }
 
+    /// Records `cpu`, the CPU time the target used over `measured`, per
+    /// request measured.
+    fn set_cpu(&mut self, cpu: Duration, measured: Duration) {
+        self.cpu_us_per_request = cpu.as_secs_f64() * 1e6 / (self.rps * measured.as_secs_f64());
+    }
+
     fn print(&self, name: &str) {
         println!(
             "{name:>22}: {:>8.0} req/s  p50 {:>7.1} us  p99 {:>7.1} us",
@@ -549,13 +586,13 @@ async fn load(name: &str, target: SocketAddr, duration: Duration) -> Outcome {
 }
 
 /// The saturation load of [`load`], measured for `duration` after
-/// `warm_up`; with `proxy`, also the CPU time it spends per request over
-/// the measured time.
+/// `warm_up`; with `cpu`, also the CPU time the target spends per request
+/// over the measured time.
 async fn saturate(
     target: SocketAddr,
     warm_up: Duration,
     duration: Duration,
-    proxy: Option<&ProxyProcess>,
+    cpu: Option<&CpuMeter>,
 ) -> Outcome {
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(false));
@@ -577,18 +614,17 @@ async fn saturate(
         }));
     }
     tokio::time::sleep(warm_up).await;
-    let cpu_before = proxy.map(ProxyProcess::cpu_time);
+    let cpu_before = cpu.map(CpuMeter::time);
     measuring.store(true, Ordering::Relaxed);
     let started = Instant::now();
     tokio::time::sleep(duration).await;
     measuring.store(false, Ordering::Relaxed);
     let elapsed = started.elapsed();
-    let cpu = cpu_before.zip(proxy.map(ProxyProcess::cpu_time));
+    let cpu_used = cpu_before.zip(cpu.map(CpuMeter::time));
     stop.store(true, Ordering::Relaxed);
     let mut outcome = Outcome::of_workers(workers, elapsed).await;
-    if let Some((before, after)) = cpu {
-        let requests = outcome.rps * elapsed.as_secs_f64();
-        outcome.cpu_us_per_request = (after - before).as_secs_f64() * 1e6 / requests;
+    if let Some((before, after)) = cpu_used {
+        outcome.set_cpu(after - before, elapsed);
     }
     outcome
 }
@@ -610,7 +646,8 @@ async fn tracing_rounds(proxies: &[(&str, &ProxyProcess)]) {
     let mut rounds: Vec<Vec<Outcome>> = (0..proxies.len()).map(|_| Vec::new()).collect();
     for _ in 0..TRACING_ROUNDS {
         for (outcomes, (_, proxy)) in rounds.iter_mut().zip(proxies) {
-            let outcome = saturate(proxy.address, TRACING_WARM_UP, TRACING_ROUND, Some(proxy));
+            let cpu = proxy.cpu();
+            let outcome = saturate(proxy.address, TRACING_WARM_UP, TRACING_ROUND, Some(&cpu));
             outcomes.push(outcome.await);
         }
     }
@@ -651,10 +688,16 @@ async fn tracing_rounds(proxies: &[(&str, &ProxyProcess)]) {
 /// so that all together offer `rate` requests per second (tokio's timer
 /// ticks in milliseconds, so a request's latency runs from its send, not
 /// from its scheduled time).
-async fn paced(target: SocketAddr, rate: u64, duration: Duration) -> Outcome {
+async fn paced(
+    target: SocketAddr,
+    rate: u64,
+    duration: Duration,
+    cpu: Option<&CpuMeter>,
+) -> Outcome {
     let interval = Duration::from_secs_f64(CONNECTIONS as f64 / rate as f64);
     let start = Instant::now() + Duration::from_millis(50);
-    let end = start + PACED_WARM_UP + duration;
+    let measured_from = start + PACED_WARM_UP;
+    let end = measured_from + duration;
     let mut workers = Vec::new();
     for connection in 0..CONNECTIONS {
         let offset = interval.mul_f64(connection as f64 / CONNECTIONS as f64);
@@ -666,7 +709,7 @@ async fn paced(target: SocketAddr, rate: u64, duration: Duration) -> Outcome {
                 tokio::time::sleep_until(scheduled.into()).await;
                 let sent = Instant::now();
                 post_completion(&mut sender).await;
-                if scheduled >= start + PACED_WARM_UP {
+                if scheduled >= measured_from {
                     latencies.push(sent.elapsed().as_micros() as u32);
                 }
                 scheduled += interval;
@@ -674,40 +717,72 @@ async fn paced(target: SocketAddr, rate: u64, duration: Duration) -> Outcome {
             latencies
         }));
     }
-    Outcome::of_workers(workers, duration).await
+    let cpu_used = match cpu {
+        Some(cpu) => {
+            tokio::time::sleep_until(measured_from.into()).await;
+            let before = cpu.time();
+            tokio::time::sleep_until(end.into()).await;
+            Some(cpu.time() - before)
+        }
+        None => None,
+    };
+    let mut outcome = Outcome::of_workers(workers, duration).await;
+    if let Some(cpu_used) = cpu_used {
+        outcome.set_cpu(cpu_used, duration);
+    }
+    outcome
+}
+
+/// A target of the paced scenario, and its CPU time when it is a process
+/// of its own.
+struct PacedTarget<'a> {
+    name: &'a str,
+    address: SocketAddr,
+    cpu: Option<CpuMeter>,
 }
 
 /// Paced load on each target in turn, `PACED_ROUNDS` times over, so that
 /// drift in the machine's state falls on every target alike; prints each
 /// target's median p50 and, against the first target (the backend called
-/// directly), the median and range of the p50 it adds per round.
-async fn paced_rounds(targets: &[(&str, SocketAddr)], rate: u64) {
-    let mut p50s = vec![Vec::new(); targets.len()];
+/// directly), the median and range of the p50 it adds per round, and the
+/// median CPU time per request of each target that has its own process.
+async fn paced_rounds(targets: &[PacedTarget<'_>], rate: u64) {
+    let mut rounds: Vec<Vec<Outcome>> = targets.iter().map(|_| Vec::new()).collect();
     for _ in 0..PACED_ROUNDS {
-        for (p50s, (_, target)) in p50s.iter_mut().zip(targets) {
-            p50s.push(paced(*target, rate, PACED_ROUND).await.p50_us);
+        for (outcomes, target) in rounds.iter_mut().zip(targets) {
+            outcomes.push(paced(target.address, rate, PACED_ROUND, target.cpu.as_ref()).await);
         }
     }
-    for (index, (name, _)) in targets.iter().enumerate() {
-        let mut added: Vec<f64> = p50s[index]
-            .iter()
-            .zip(&p50s[0])
-            .map(|(p50, direct)| p50 - direct)
-            .collect();
-        added.sort_by(f64::total_cmp);
-        let mut own = p50s[index].clone();
-        own.sort_by(f64::total_cmp);
+    let sorted = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values
+    };
+    let direct = &rounds[0];
+    for (index, (outcomes, target)) in rounds.iter().zip(targets).enumerate() {
+        let p50s = sorted(outcomes.iter().map(|o| o.p50_us).collect());
         print!(
-            "{name:>22}: p50 {:>7.1} us (median of rounds)",
-            own[own.len() / 2]
+            "{:>22}: p50 {:>7.1} us (median of rounds)",
+            target.name,
+            p50s[p50s.len() / 2]
         );
         if index > 0 {
+            let added = sorted(
+                outcomes
+                    .iter()
+                    .zip(direct)
+                    .map(|(o, d)| o.p50_us - d.p50_us)
+                    .collect(),
+            );
             print!(
                 ", added {:+.1} us (rounds {:+.1} to {:+.1})",
                 added[added.len() / 2],
                 added[0],
                 added[added.len() - 1]
             );
+        }
+        if target.cpu.is_some() {
+            let cpu = sorted(outcomes.iter().map(|o| o.cpu_us_per_request).collect());
+            print!(", CPU {:.1} us per request", cpu[cpu.len() / 2]);
         }
         println!();
     }
@@ -822,6 +897,22 @@ impl Nginx {
             std::thread::sleep(Duration::from_millis(20));
         }
         None
+    }
+}
+
+impl Nginx {
+    /// Reads the CPU time of nginx's workers (the master's children, from
+    /// `/proc/PID/task/PID/children`), which serve every request.
+    fn workers_cpu(&self) -> CpuMeter {
+        let master = self.child.id();
+        let path = format!("/proc/{master}/task/{master}/children");
+        let children = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        CpuMeter(
+            children
+                .split_whitespace()
+                .filter_map(|pid| pid.parse().ok())
+                .collect(),
+        )
     }
 }
 
