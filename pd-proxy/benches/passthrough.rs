@@ -523,7 +523,7 @@ struct Outcome {
     rps: f64,
     p50_us: f64,
     p99_us: f64,
-    /// The proxy's CPU time per request, when measured (else NaN).
+    /// The target's CPU time per request, when measured (else NaN).
     cpu_us_per_request: f64,
 }
 
@@ -651,8 +651,8 @@ async fn tracing_rounds(proxies: &[(&str, &ProxyProcess)]) {
             outcomes.push(outcome.await);
         }
     }
-    let median = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
+    let median = |values: Vec<f64>| {
+        let values = sorted(values);
         (
             values[values.len() / 2],
             values[0],
@@ -753,10 +753,6 @@ async fn paced_rounds(targets: &[PacedTarget<'_>], rate: u64) {
             outcomes.push(paced(target.address, rate, PACED_ROUND, target.cpu.as_ref()).await);
         }
     }
-    let sorted = |mut values: Vec<f64>| {
-        values.sort_by(f64::total_cmp);
-        values
-    };
     let direct = &rounds[0];
     for (index, (outcomes, target)) in rounds.iter().zip(targets).enumerate() {
         let p50s = sorted(outcomes.iter().map(|o| o.p50_us).collect());
@@ -786,6 +782,12 @@ async fn paced_rounds(targets: &[PacedTarget<'_>], rate: u64) {
         }
         println!();
     }
+}
+
+/// `values` in increasing order.
+fn sorted(mut values: Vec<f64>) -> Vec<f64> {
+    values.sort_by(f64::total_cmp);
+    values
 }
 
 fn report_overhead(direct: &Outcome, other: &Outcome) {
