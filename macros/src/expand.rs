@@ -10,7 +10,7 @@
 //!   and `return` are seen.
 
 use crate::args::Args;
-use crate::fields::{Collection, Fields};
+use crate::fields::Fields;
 use crate::registry::{Checker, NameKind};
 use proc_macro2::{TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
@@ -38,12 +38,7 @@ pub fn traced_span(args: Args, mut item: ItemFn) -> syn::Result<TokenStream> {
     }
     let attributes = args
         .attrs
-        .closure(
-            &checker,
-            Collection::Vec {
-                room: recorded_later(item.block.to_token_stream()),
-            },
-        )
+        .closure(&checker, recorded_later(item.block.to_token_stream()))
         .map_err(|e| errors.push(e))
         .ok();
     if let Some(mut all) = errors.pop() {

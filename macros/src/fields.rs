@@ -88,25 +88,22 @@ impl Parse for Fields {
 
 impl Fields {
     /// A closure building the checked key-value pairs, for the runtime to
-    /// call only when the span is recorded. The pairs are built as a `Vec`
-    /// (what the SDK keeps, so it is moved in without copying) or as an
-    /// array (when they are set one by one).
-    pub fn closure(&self, checker: &Checker, collection: Collection) -> syn::Result<TokenStream> {
+    /// call only when the span is recorded, as a `Vec` (what the SDK keeps,
+    /// so it is moved in without copying) with room for `room` more pairs
+    /// set later (so that `record!` does not regrow the span's list).
+    pub fn closure(&self, checker: &Checker, room: usize) -> syn::Result<TokenStream> {
         if self.0.is_empty() {
-            return Ok(match collection {
-                Collection::Vec { room } if room > 0 => {
-                    quote! { || ::llmd_runtime::span::attributes_with_room([], #room) }
-                }
-                _ => quote! { ::llmd_runtime::span::no_attributes },
+            return Ok(if room > 0 {
+                quote! { || ::llmd_runtime::span::attributes_with_room([], #room) }
+            } else {
+                quote! { ::llmd_runtime::span::no_attributes }
             });
         }
         let pairs = self.checked_pairs(checker)?;
-        Ok(match collection {
-            Collection::Vec { room: 0 } => quote! { || ::std::vec![#(#pairs),*] },
-            Collection::Vec { room } => {
-                quote! { || ::llmd_runtime::span::attributes_with_room([#(#pairs),*], #room) }
-            }
-            Collection::Array => quote! { || [#(#pairs),*] },
+        Ok(if room == 0 {
+            quote! { || ::std::vec![#(#pairs),*] }
+        } else {
+            quote! { || ::llmd_runtime::span::attributes_with_room([#(#pairs),*], #room) }
         })
     }
 
@@ -140,19 +137,6 @@ impl Fields {
         }
         Ok(pairs)
     }
-}
-
-/// How a closure built by [`Fields::closure`] returns its pairs.
-#[derive(Clone, Copy)]
-pub enum Collection {
-    /// A `Vec`, for span starts and events, with room for `room` more
-    /// pairs set later (so that `record!` does not regrow the span's list).
-    Vec {
-        /// Pairs expected after these.
-        room: usize,
-    },
-    /// An array, for attributes set one by one.
-    Array,
 }
 
 impl Field {

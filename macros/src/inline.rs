@@ -2,7 +2,7 @@
 //! from inside a function body; `attributes!`: a checked list for APIs that
 //! take a span's attributes from their caller.
 
-use crate::fields::{Collection, Fields};
+use crate::fields::Fields;
 use crate::registry::{Checker, NameKind};
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
@@ -11,37 +11,39 @@ use syn::{LitStr, Token};
 
 /// `record!(key = value, ..)`.
 pub fn record(fields: Fields) -> syn::Result<TokenStream> {
-    if fields.0.is_empty() {
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "record! needs at least one attribute: `record!(llm_d.kv_cache.block_hit_ratio = ratio)`",
-        ));
-    }
-    let checker = Checker::new();
-    let attributes = fields.closure(&checker, Collection::Array)?;
-    let tracking = checker.tracking();
+    let (tracking, pairs) = required_pairs(
+        &fields,
+        "record! needs at least one attribute: `record!(llm_d.kv_cache.block_hit_ratio = ratio)`",
+    )?;
     Ok(quote! {{
         #tracking
-        ::llmd_runtime::span::record_current(#attributes)
+        ::llmd_runtime::span::record_current(|| [#(#pairs),*])
     }})
 }
 
 /// `attributes!(key = value, ..)`: the checked pairs as an array, built
 /// where the macro stands.
 pub fn attributes(fields: Fields) -> syn::Result<TokenStream> {
-    if fields.0.is_empty() {
-        return Err(syn::Error::new(
-            Span::call_site(),
-            "attributes! needs at least one attribute: `attributes!(llm_d.pd_proxy.connector = connector)`",
-        ));
-    }
-    let checker = Checker::new();
-    let pairs = fields.checked_pairs(&checker)?;
-    let tracking = checker.tracking();
+    let (tracking, pairs) = required_pairs(
+        &fields,
+        "attributes! needs at least one attribute: `attributes!(llm_d.pd_proxy.connector = connector)`",
+    )?;
     Ok(quote! {{
         #tracking
         [#(#pairs),*]
     }})
+}
+
+/// The checked pairs of a macro that takes at least one (`empty` is the
+/// error when there are none), and the tracking of the crate manifest
+/// whose declarations they used.
+fn required_pairs(fields: &Fields, empty: &str) -> syn::Result<(TokenStream, Vec<TokenStream>)> {
+    if fields.0.is_empty() {
+        return Err(syn::Error::new(Span::call_site(), empty));
+    }
+    let checker = Checker::new();
+    let pairs = fields.checked_pairs(&checker)?;
+    Ok((checker.tracking(), pairs))
 }
 
 /// The input of `event!("name", key = value, ..)`.
@@ -76,7 +78,7 @@ pub fn event(input: EventInput) -> syn::Result<TokenStream> {
     let name_check = checker
         .name(NameKind::Event, &input.name.value())
         .map_err(|problem| syn::Error::new(input.name.span(), problem));
-    let attributes = input.fields.closure(&checker, Collection::Vec { room: 0 });
+    let attributes = input.fields.closure(&checker, 0);
     let attributes = match (name_check, attributes) {
         (Ok(()), Ok(attributes)) => attributes,
         (Err(mut e), Err(more)) => {
