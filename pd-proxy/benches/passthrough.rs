@@ -26,6 +26,11 @@
 //! same pooled hyper client the proxy uses, nothing else): the floor that
 //! the proxy's own layers (routing, tracing, header handling) add to.
 //!
+//! `PD_BENCH_BASELINE`, when set, names another build of the proxy binary
+//! (say, the commit before a change): it runs with tracing off beside this
+//! build in the tracing and paced rounds, so that a change is measured
+//! against it round by round rather than across runs.
+//!
 //! CPU layout (`PD_BENCH_LAYOUT`): `pinned` (the default on two or more
 //! CPUs) keeps the load generator and the backend (this process) on CPU 0
 //! and runs the proxy under test (ours or nginx, one worker each) alone on
@@ -134,6 +139,9 @@ impl Layout {
 /// address.
 const BARE_PROXY_ENV: &str = "PD_BENCH_BARE_PROXY_BACKEND";
 
+/// Another build of the proxy binary to compare this one with.
+const BASELINE_ENV: &str = "PD_BENCH_BASELINE";
+
 fn main() {
     if let Ok(backend) = std::env::var(BARE_PROXY_ENV) {
         run_bare_proxy(backend.parse().expect("backend address"));
@@ -171,8 +179,12 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
     );
     println!("idle CPUs: {}", idle_settings());
     let direct = load("direct backend", backend, duration).await;
-    let untraced =
-        ProxyProcess::start(layout, backend, &[("OTEL_SDK_DISABLED", "true".to_owned())]);
+    let tracing_off = [("OTEL_SDK_DISABLED", "true".to_owned())];
+    let untraced = ProxyProcess::start(layout, backend, &tracing_off);
+    let baseline = std::env::var(BASELINE_ENV).ok().map(|program| {
+        println!("baseline build: {program}");
+        ProxyProcess::start_program(layout, &program, backend, &tracing_off)
+    });
     let plain = load("proxy, tracing off", untraced.address, duration).await;
     report_overhead(&direct, &plain);
 
@@ -206,12 +218,15 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
             ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_owned()),
         ],
     );
-    tracing_rounds(&[
-        ("proxy, tracing off", &untraced),
+    let mut compared = vec![("proxy, tracing off", &untraced)];
+    if let Some(baseline) = &baseline {
+        compared.push(("baseline, tracing off", baseline));
+    }
+    compared.extend([
         ("tracing, no export", &recording),
         ("tracing, OTLP", &exporting),
-    ])
-    .await;
+    ]);
+    tracing_rounds(&compared).await;
     drop((recording, exporting));
     println!("  spans received: {}", receiver.spans().len());
     drop(receiver);
@@ -232,12 +247,19 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
             address: untraced.address,
             cpu: Some(untraced.cpu()),
         },
-        PacedTarget {
-            name: "bare hyper proxy",
-            address: bare.address,
-            cpu: Some(bare.cpu()),
-        },
     ];
+    if let Some(baseline) = &baseline {
+        targets.push(PacedTarget {
+            name: "baseline, tracing off",
+            address: baseline.address,
+            cpu: Some(baseline.cpu()),
+        });
+    }
+    targets.extend([PacedTarget {
+        name: "bare hyper proxy",
+        address: bare.address,
+        cpu: Some(bare.cpu()),
+    }]);
     if let Some(nginx) = &nginx {
         targets.push(PacedTarget {
             name: "nginx proxy_pass",
@@ -363,7 +385,17 @@ fn proxy_panics() -> String {
 
 impl ProxyProcess {
     fn start(layout: Layout, backend: SocketAddr, env: &[(&str, String)]) -> ProxyProcess {
-        let mut command = layout.command(env!("CARGO_BIN_EXE_llmd-pd-proxy"));
+        ProxyProcess::start_program(layout, env!("CARGO_BIN_EXE_llmd-pd-proxy"), backend, env)
+    }
+
+    /// Like [`ProxyProcess::start`], with another build of the binary.
+    fn start_program(
+        layout: Layout,
+        program: &str,
+        backend: SocketAddr,
+        env: &[(&str, String)],
+    ) -> ProxyProcess {
+        let mut command = layout.command(program);
         command
             .args([
                 "--port=0",
@@ -632,11 +664,11 @@ async fn saturate(
 /// The proxies at saturation in turn, `TRACING_ROUNDS` times over (each
 /// round `TRACING_ROUND` after `TRACING_WARM_UP`), so that drift in the
 /// machine's state falls on all of them alike: the first with tracing off,
-/// the others traced. Prints for each its median throughput and CPU time
-/// per request (user and system, all its threads: what a sidecar's own
-/// CPU pays per request, which sets its throughput where that CPU is the
-/// limit) and, for the traced ones, the median and range of their change
-/// against the untraced proxy in the same round.
+/// the others traced (or a baseline build). Prints for each its median
+/// throughput and CPU time per request (user and system, all its threads:
+/// what a sidecar's own CPU pays per request, which sets its throughput
+/// where that CPU is the limit) and, for the others, the median and range
+/// of their change against the first in the same round.
 async fn tracing_rounds(proxies: &[(&str, &ProxyProcess)]) {
     println!(
         "tracing at 100 % against off: {CONNECTIONS} connections at saturation, \
