@@ -278,7 +278,23 @@ async fn pump(
         }
     }
     let end = Instant::now();
-    record_decode(start, stream.first_token, end, stream.usage);
+    // The decode span's own timings and usage, recorded here rather than in
+    // a helper so that `#[traced_span]` counts them and gives the span's
+    // attribute list room for them.
+    record!(llm_d.pd_proxy.decode.duration_ms = millis(start, end));
+    if let Some(first) = stream.first_token {
+        let seconds = first.saturating_duration_since(start).as_secs_f64();
+        record!(gen_ai.response.time_to_first_chunk = seconds);
+    }
+    if let Some(n) = stream.usage.input_tokens {
+        record!(gen_ai.usage.input_tokens = n);
+    }
+    if let Some(n) = stream.usage.output_tokens {
+        record!(gen_ai.usage.output_tokens = n);
+    }
+    if let Some(n) = stream.usage.cached_tokens {
+        record!(gen_ai.usage.cache_read.input_tokens = n);
+    }
     Ok(DecodeTiming {
         start,
         first_token: stream.first_token,
@@ -440,24 +456,6 @@ fn current_is_recording() -> bool {
 
 fn millis(from: Instant, to: Instant) -> f64 {
     to.saturating_duration_since(from).as_secs_f64() * 1000.0
-}
-
-/// Records the decode span's own timings and usage.
-fn record_decode(start: Instant, first_token: Option<Instant>, end: Instant, usage: Usage) {
-    record!(llm_d.pd_proxy.decode.duration_ms = millis(start, end));
-    if let Some(first) = first_token {
-        let seconds = first.saturating_duration_since(start).as_secs_f64();
-        record!(gen_ai.response.time_to_first_chunk = seconds);
-    }
-    if let Some(n) = usage.input_tokens {
-        record!(gen_ai.usage.input_tokens = n);
-    }
-    if let Some(n) = usage.output_tokens {
-        record!(gen_ai.usage.output_tokens = n);
-    }
-    if let Some(n) = usage.cached_tokens {
-        record!(gen_ai.usage.cache_read.input_tokens = n);
-    }
 }
 
 /// Records the request span's roll-ups: time to the first token that

@@ -7,7 +7,7 @@
 //! object (one per leg of a P/D request) copies no member text however
 //! large the prompt.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use serde::Serialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::error::Category;
@@ -20,6 +20,16 @@ use std::fmt;
 /// pair (cheaper than hashing for the handful of members a request has);
 /// beyond, through a map, so that the time stays linear in the members.
 const PAIRWISE_DUPLICATES: usize = 16;
+
+/// Room for members made when an object is parsed: requests and responses
+/// have a handful of top-level members, so most parses allocate the list
+/// once.
+const PARSED_ROOM: usize = 8;
+
+/// Room for members a copy gets beyond the original's: a leg of a P/D
+/// request sets a few (its `kv_transfer_params`, token limits) on a copy
+/// of the client's body.
+const COPY_ROOM: usize = 4;
 
 /// The text of one JSON value, valid by construction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,10 +56,19 @@ impl RawJson {
 }
 
 /// An ordered JSON object whose member values are raw JSON text.
-#[derive(Clone, Debug, Default)]
+#[derive(Debug, Default)]
 pub struct JsonObject {
     /// Each key (unescaped, UTF-8) and its value's text.
     members: Vec<(Bytes, RawJson)>,
+}
+
+impl Clone for JsonObject {
+    /// A copy sharing the members' text, with room for a few more members.
+    fn clone(&self) -> JsonObject {
+        let mut members = Vec::with_capacity(self.members.len() + COPY_ROOM);
+        members.extend(self.members.iter().cloned());
+        JsonObject { members }
+    }
 }
 
 /// Why bytes are not a JSON object.
@@ -119,24 +138,24 @@ impl JsonObject {
     }
 
     /// Sets member `key` to raw JSON `value`, in place if present, else at the end.
-    pub fn set_raw(&mut self, key: &str, value: RawJson) {
+    pub fn set_raw(&mut self, key: &'static str, value: RawJson) {
         match self.members.iter_mut().find(|(k, _)| k == key.as_bytes()) {
             Some((_, slot)) => *slot = value,
             None => self
                 .members
-                .push((Bytes::copy_from_slice(key.as_bytes()), value)),
+                .push((Bytes::from_static(key.as_bytes()), value)),
         }
     }
 
     /// Sets member `key` to the JSON form of `value`.
-    pub fn set<T: Serialize + ?Sized>(&mut self, key: &str, value: &T) {
+    pub fn set<T: Serialize + ?Sized>(&mut self, key: &'static str, value: &T) {
         if let Some(raw) = RawJson::of(value) {
             self.set_raw(key, raw);
         }
     }
 
     /// Sets member `key` to `object`.
-    pub fn set_object(&mut self, key: &str, object: &JsonObject) {
+    pub fn set_object(&mut self, key: &'static str, object: &JsonObject) {
         self.set_raw(key, RawJson(object.to_bytes()));
     }
 
@@ -148,28 +167,48 @@ impl JsonObject {
     /// The object as JSON text: each key escaped as JSON asks, each value
     /// as it is.
     pub fn to_bytes(&self) -> Bytes {
-        let length: usize = self
+        // Exact when no key needs escaping, so that the buffer becomes the
+        // `Bytes` as it is: braces, each member's quoted key, colon and
+        // value, and the commas between members.
+        let members: usize = self
             .members
             .iter()
-            .map(|(k, v)| k.len() + v.0.len() + 4)
+            .map(|(k, v)| k.len() + v.0.len() + 3)
             .sum();
-        let mut out = BytesMut::with_capacity(length + 2).writer();
-        out.get_mut().put_u8(b'{');
+        let commas = self.members.len().saturating_sub(1);
+        let mut out = Vec::with_capacity(2 + members + commas);
+        out.push(b'{');
         for (index, (key, value)) in self.members.iter().enumerate() {
             if index > 0 {
-                out.get_mut().put_u8(b',');
+                out.push(b',');
             }
-            // Keys are UTF-8 by construction; a key that somehow is not
-            // is written as an empty string rather than as bad JSON.
-            let key = std::str::from_utf8(key).unwrap_or_default();
-            if serde_json::to_writer(&mut out, key).is_err() {
-                out.get_mut().put_slice(b"\"\"");
-            }
-            out.get_mut().put_u8(b':');
-            out.get_mut().put_slice(value.as_bytes());
+            write_key(&mut out, key);
+            out.push(b':');
+            out.extend_from_slice(value.as_bytes());
         }
-        out.get_mut().put_u8(b'}');
-        out.into_inner().freeze()
+        out.push(b'}');
+        Bytes::from(out)
+    }
+}
+
+/// Appends `key` as a JSON string. Keys are written as they are unless a
+/// byte needs escaping (a quote, a backslash or a control character: the
+/// bytes JSON escapes), which is rare in request bodies. Keys are UTF-8 by
+/// construction; one that somehow is not is written as an empty string
+/// rather than as bad JSON.
+fn write_key(out: &mut Vec<u8>, key: &[u8]) {
+    if key
+        .iter()
+        .all(|&byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
+    {
+        out.push(b'"');
+        out.extend_from_slice(key);
+        out.push(b'"');
+        return;
+    }
+    let key = std::str::from_utf8(key).unwrap_or_default();
+    if serde_json::to_writer(&mut *out, key).is_err() {
+        out.extend_from_slice(b"\"\"");
     }
 }
 
@@ -186,7 +225,7 @@ impl<'de> Visitor<'de> for Members<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut access: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(access.size_hint().unwrap_or(0));
+        let mut members = Vec::with_capacity(access.size_hint().unwrap_or(PARSED_ROOM));
         while let Some(key) = access.next_key::<Key<'de>>()? {
             let value: &'de RawValue = access.next_value()?;
             let key = match key.0 {
@@ -309,6 +348,14 @@ mod tests {
         assert_eq!(object.get_i64("ab"), Some(1));
         assert_eq!(object.get_i64("q\"t"), Some(2));
         assert_eq!(text(&object), r#"{"ab":1,"q\"t":2,"plain":3}"#);
+        // Control characters and backslashes are escaped again; other
+        // characters, non-ASCII included, are written as they are.
+        let object = parse(br#"{"l\n\u0001":1,"b\\s":2,"\u00e9t\u00e9":3,"x\u007f":4}"#).unwrap();
+        assert_eq!(object.get_i64("l\n\u{1}"), Some(1));
+        assert_eq!(
+            text(&object),
+            "{\"l\\n\\u0001\":1,\"b\\\\s\":2,\"\u{e9}t\u{e9}\":3,\"x\u{7f}\":4}"
+        );
     }
 
     #[test]

@@ -18,10 +18,11 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 /// The SERVER span of every proxied request, with room for what the P/D
-/// handler records on it (connector, path, the P/D decision and its
-/// target, the request's operation, id and model: 8 at most).
+/// handler adds to it: the routing attributes of its start list
+/// (connector, path, the P/D decision and its target: 5 at most), then the
+/// request's operation, id and model, and the three roll-ups (11 in all).
 pub static REQUEST_SPAN: SpanMeta =
-    SpanMeta::new("llm_d.pd_proxy.request", SpanKind::Server).with_later_attributes(8);
+    SpanMeta::new("llm_d.pd_proxy.request", SpanKind::Server).with_later_attributes(11);
 
 /// Longest a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
