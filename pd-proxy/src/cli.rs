@@ -16,7 +16,9 @@ use go_syntax::{go_bool, go_duration, go_style_flags};
 
 pub use log_flags::{LogChoice, LogFlags, LogLevel};
 
-use crate::config::{Config, ConfigError, InferencePool, KvConnector, ListenerTls, UpstreamTls};
+use crate::config::{
+    Config, ConfigError, InferencePool, KvConnector, ListenerTls, PoolGroup, UpstreamTls,
+};
 use clap::Parser;
 use serde::Deserialize;
 use std::ffi::OsString;
@@ -141,10 +143,11 @@ pub struct Cli {
     pub max_idle_conns_per_host: Option<usize>,
 
     /// The InferencePool (namespace/name, or name in the default namespace)
-    /// whose pods llm-d's sidecar allows under SSRF protection
-    /// [env: INFERENCE_POOL]. This proxy does not watch Kubernetes: with
-    /// --enable-ssrf-protection, list the pool's prefill hosts in
-    /// --allowed-prefill-hosts.
+    /// whose pods are the prefill targets allowed under SSRF protection,
+    /// each pod's IP and name on each of the pool's target ports
+    /// [env: INFERENCE_POOL]. The pool and its pods are watched through the
+    /// Kubernetes API with the pod's service account (which needs get,
+    /// list and watch on pods and inferencepools in the pool's namespace).
     #[arg(long, value_name = "[NAMESPACE/]NAME")]
     pub inference_pool: Option<String>,
 
@@ -156,8 +159,9 @@ pub struct Cli {
     #[arg(long, value_name = "NAME")]
     pub inference_pool_name: Option<String>,
 
-    /// API group of the InferencePool, accepted for llm-d compatibility
-    /// (llm-d's pool watch reads it; this proxy runs none).
+    /// API group of the InferencePool: inference.networking.k8s.io (v1) or
+    /// the deprecated inference.networking.x-k8s.io (v1alpha2)
+    /// [default: inference.networking.k8s.io].
     #[arg(long, value_name = "GROUP")]
     pub pool_group: Option<String>,
 
@@ -354,14 +358,13 @@ impl Cli {
             self.inference_pool_name,
             env,
         )?;
-        if let Some(pool) = inference_pool.as_ref().filter(|_| ssrf) {
-            let group = self.pool_group.or(file.pool_group);
-            let group = group.map_or(String::new(), |group| format!(" (group {group})"));
-            notices.push(format!(
-                "InferencePool {pool}{group} is not watched: SSRF protection allows the hosts \
-                 of allowed-prefill-hosts"
-            ));
-        }
+        let inference_pool = match (inference_pool, self.pool_group.or(file.pool_group)) {
+            (Some(pool), Some(group)) => Some(InferencePool {
+                group: PoolGroup::parse(&group)?,
+                ..pool
+            }),
+            (pool, _) => pool,
+        };
         let prefiller_sampling = match self
             .enable_prefiller_sampling
             .or(file.enable_prefiller_sampling)
@@ -819,7 +822,7 @@ mod tests {
     }
 
     #[test]
-    fn the_inference_pool_is_read_as_llm_d_reads_it_and_named_not_watched() {
+    fn the_inference_pool_is_read_as_llm_d_reads_it() {
         let pool = |args: &[&str], env: &[(&str, &str)]| {
             resolve_in(args, env)
                 .map(|resolved| resolved.config.inference_pool.map(|p| p.to_string()))
@@ -859,26 +862,46 @@ mod tests {
             .is_err()
         );
         assert!(pool(&["--inference-pool=a/b/c"], &[]).is_err());
+    }
 
+    #[test]
+    fn ssrf_protection_takes_the_pool_its_group_and_the_static_hosts() {
         let guarded = [
             "--enable-ssrf-protection",
             "--inference-pool=team/pool",
-            "--pool-group=inference.networking.k8s.io",
-            "--allowed-prefill-hosts=10.0.0.1",
+            "--pool-group=inference.networking.x-k8s.io",
         ];
-        let notices = resolve_in(&guarded, &[]).unwrap().notices;
+        let resolved = resolve_in(&guarded, &[]).unwrap();
+        assert!(resolved.notices.is_empty(), "{:?}", resolved.notices);
+        let config = resolved.config;
+        let pool = config.inference_pool.unwrap();
         assert_eq!(
-            notices,
-            [
-                "InferencePool team/pool (group inference.networking.k8s.io) is not watched: \
-              SSRF protection allows the hosts of allowed-prefill-hosts"
-            ]
+            (pool.namespace.as_str(), pool.name.as_str(), pool.group),
+            ("team", "pool", PoolGroup::V1Alpha2)
         );
-        let unlisted = resolve(&guarded[..3]).unwrap_err().to_string();
+        assert_eq!(config.allowed_prefill_hosts, Some(vec![]));
+        let default_group = resolve(&guarded[..2]).unwrap().inference_pool.unwrap();
+        assert_eq!(default_group.group, PoolGroup::V1);
+        let bad_group = resolve(&["--inference-pool=p", "--pool-group=example.com"]).unwrap_err();
+        assert!(bad_group.to_string().contains("pool-group"), "{bad_group}");
+        let neither = resolve(&["--enable-ssrf-protection"])
+            .unwrap_err()
+            .to_string();
         assert!(
-            unlisted.contains("does not watch InferencePool team/pool"),
-            "{unlisted}"
+            neither.contains("needs an InferencePool (inference-pool) or at least one host"),
+            "{neither}"
         );
+        let both = resolve(&[
+            "--enable-ssrf-protection",
+            "--inference-pool=pool",
+            "--allowed-prefill-hosts=10.0.0.1",
+        ])
+        .unwrap();
+        assert_eq!(
+            both.allowed_prefill_hosts,
+            Some(vec!["10.0.0.1".to_owned()])
+        );
+        assert!(both.inference_pool.is_some());
     }
 
     #[test]

@@ -65,16 +65,60 @@ pub struct UpstreamTls {
     pub insecure_skip_verify: bool,
 }
 
-/// The InferencePool whose pods llm-d's sidecar allows as prefill targets
-/// under SSRF protection (`--inference-pool`). This proxy does not watch
-/// Kubernetes: the pool is named in errors and logs, and the allowlist is
-/// `--allowed-prefill-hosts`.
+/// The InferencePool whose pods are the prefill targets allowed under
+/// SSRF protection (`--inference-pool`), as llm-d's sidecar takes them:
+/// the pool and its pods are watched through the Kubernetes API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InferencePool {
     /// Its namespace (`default` when only a name is given).
     pub namespace: String,
     /// Its name.
     pub name: String,
+    /// The API it is read from (`--pool-group`).
+    pub group: PoolGroup,
+}
+
+/// The API group (and its version) an InferencePool is read from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum PoolGroup {
+    /// `inference.networking.k8s.io/v1`, the Gateway API Inference
+    /// Extension's GA API: `spec.selector.matchLabels`,
+    /// `spec.targetPorts[].number`.
+    #[default]
+    V1,
+    /// `inference.networking.x-k8s.io/v1alpha2`, the deprecated alpha API
+    /// older llm-d releases read: `spec.selector`, `spec.targetPortNumber`.
+    V1Alpha2,
+}
+
+impl PoolGroup {
+    /// The group named by `--pool-group`.
+    pub fn parse(text: &str) -> Result<PoolGroup, ConfigError> {
+        match text {
+            "inference.networking.k8s.io" => Ok(PoolGroup::V1),
+            "inference.networking.x-k8s.io" => Ok(PoolGroup::V1Alpha2),
+            other => Err(ConfigError::Invalid(format!(
+                "pool-group {other:?}: expected inference.networking.k8s.io or \
+                 inference.networking.x-k8s.io"
+            ))),
+        }
+    }
+
+    /// The API group.
+    pub fn group(self) -> &'static str {
+        match self {
+            PoolGroup::V1 => "inference.networking.k8s.io",
+            PoolGroup::V1Alpha2 => "inference.networking.x-k8s.io",
+        }
+    }
+
+    /// The version of the group that is read.
+    pub fn version(self) -> &'static str {
+        match self {
+            PoolGroup::V1 => "v1",
+            PoolGroup::V1Alpha2 => "v1alpha2",
+        }
+    }
 }
 
 impl InferencePool {
@@ -95,6 +139,7 @@ impl InferencePool {
         Ok(InferencePool {
             namespace: namespace.to_owned(),
             name: name.to_owned(),
+            group: PoolGroup::default(),
         })
     }
 }
@@ -129,9 +174,11 @@ pub struct Config {
     pub vllm_port: u16,
     /// The KV connector.
     pub connector: KvConnector,
-    /// `Some(hosts)` when SSRF protection is on: the only prefill hosts allowed.
+    /// `Some(hosts)` when SSRF protection is on: the prefill hosts allowed
+    /// besides the InferencePool's pods.
     pub allowed_prefill_hosts: Option<Vec<String>>,
-    /// The InferencePool llm-d would take the allowlist from (not watched).
+    /// The InferencePool whose pods are allowed as prefill targets when
+    /// SSRF protection is on (watched only then).
     pub inference_pool: Option<InferencePool>,
     /// Pick the prefill target at random among those the request names,
     /// instead of the first (`--enable-prefiller-sampling`).
@@ -224,17 +271,14 @@ impl Config {
                 "max-idle-conns-per-host must be at least 1".into(),
             ));
         }
-        if matches!(&self.allowed_prefill_hosts, Some(hosts) if hosts.is_empty()) {
-            return Err(ConfigError::Invalid(match &self.inference_pool {
-                None => {
-                    "enable-ssrf-protection needs at least one host in allowed-prefill-hosts".into()
-                }
-                Some(pool) => format!(
-                    "enable-ssrf-protection needs at least one host in allowed-prefill-hosts: \
-                     this proxy does not watch InferencePool {pool} for its pods, as llm-d's \
-                     sidecar does; list the prefill hosts instead"
-                ),
-            }));
+        if matches!(&self.allowed_prefill_hosts, Some(hosts) if hosts.is_empty())
+            && self.inference_pool.is_none()
+        {
+            return Err(ConfigError::Invalid(
+                "enable-ssrf-protection needs an InferencePool (inference-pool) or at least \
+                 one host in allowed-prefill-hosts"
+                    .into(),
+            ));
         }
         Ok(())
     }
@@ -295,15 +339,23 @@ mod tests {
     }
 
     #[test]
-    fn ssrf_protection_without_hosts_names_the_pool_it_cannot_watch() {
+    fn ssrf_protection_needs_a_pool_or_hosts() {
         let mut c = Config::defaults();
         c.allowed_prefill_hosts = Some(vec![]);
-        c.inference_pool = Some(InferencePool::parse("team/pool").unwrap());
         let error = c.validate().unwrap_err().to_string();
-        assert!(
-            error.contains("does not watch InferencePool team/pool"),
-            "{error}"
-        );
+        assert!(error.contains("needs an InferencePool"), "{error}");
+        c.inference_pool = Some(InferencePool::parse("team/pool").unwrap());
+        assert!(c.validate().is_ok());
+        for group in [
+            "inference.networking.k8s.io",
+            "inference.networking.x-k8s.io",
+        ] {
+            let parsed = PoolGroup::parse(group).unwrap();
+            assert_eq!(parsed.group(), group);
+        }
+        assert_eq!(PoolGroup::V1.version(), "v1");
+        assert_eq!(PoolGroup::V1Alpha2.version(), "v1alpha2");
+        assert!(PoolGroup::parse("inference.networking.k8s.io/v1").is_err());
     }
 
     #[test]

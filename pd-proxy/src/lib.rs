@@ -29,6 +29,7 @@ pub mod errors;
 pub mod handler;
 pub mod json_body;
 pub mod passthrough;
+pub mod pool;
 pub mod prefill;
 pub mod request;
 pub mod routes;

@@ -2,6 +2,7 @@
 //! and HTTP/2, every request traced by the `llm_d.pd_proxy.request` span.
 
 use crate::config::{Config, ListenerTls};
+use crate::pool;
 use crate::routes::Routes;
 use crate::state::{Listener, Shared};
 use crate::stop::{self, Stop, StopListener};
@@ -47,6 +48,10 @@ pub enum StartError {
     /// TLS towards the upstreams could not be set up.
     #[error("cannot set up TLS towards the upstreams: {0}")]
     UpstreamTls(#[from] rustls::Error),
+    /// The InferencePool cannot be watched: not in a pod, or its service
+    /// account is unreadable.
+    #[error("SSRF protection cannot watch the InferencePool: {0}")]
+    PoolWatch(#[from] crate::pool::KubeError),
 }
 
 /// A running proxy. Dropping it stops accepting connections.
@@ -72,6 +77,17 @@ impl Proxy {
         let secure = config.listener_tls != ListenerTls::Off;
         let shared = Arc::new(Shared::new(config)?);
         let (stop, stopped) = stop::channel();
+        if let (Some(pool), Some(targets)) =
+            (&shared.config.inference_pool, shared.allowlist.pool())
+        {
+            let api = pool::KubeApi::in_cluster(|name| std::env::var(name).ok())?;
+            tokio::spawn(pool::watch(
+                api,
+                pool.clone(),
+                targets.clone(),
+                stopped.clone(),
+            ));
+        }
         let (open, all_closed) = mpsc::channel(1);
         let mut addresses = Vec::new();
         let mut accept_loops = Vec::new();

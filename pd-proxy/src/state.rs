@@ -3,6 +3,7 @@
 
 use crate::config::{Config, ConfigError, KvConnector};
 use crate::errors::ProxyError;
+use crate::pool::PoolTargets;
 use crate::server::StartError;
 use crate::target::{Allowlist, Selection};
 use crate::upstream::{self, Origin, Upstream};
@@ -41,7 +42,12 @@ impl Shared {
     pub fn new(config: Config) -> Result<Shared, StartError> {
         let prefillers = Upstream::new(config.prefiller_tls, config.connect_timeout)?
             .with_max_idle(config.max_idle_conns_per_host);
-        let allowlist = Allowlist::new(config.allowed_prefill_hosts.as_deref());
+        let pool = config
+            .inference_pool
+            .as_ref()
+            .filter(|_| config.allowed_prefill_hosts.is_some())
+            .map(|_| PoolTargets::new());
+        let allowlist = Allowlist::new(config.allowed_prefill_hosts.as_deref(), pool);
         let decoder_tls = upstream::tls_config(config.decoder_tls)?;
         let decoders = (0..config.data_parallel_size)
             .map(|rank| {

@@ -1,8 +1,9 @@
 //! The prefill target named by the scheduler in `x-prefiller-host-port`
 //! (or `x-llm-d-prefiller-host-port`, its new name in llm-d), and the
-//! static SSRF allowlist it is checked against.
+//! SSRF allowlist it is checked against.
 
 use crate::errors::ProxyError;
+use crate::pool::PoolTargets;
 use http::HeaderMap;
 use http::uri::Authority;
 use llmd_runtime::Identifier;
@@ -128,16 +129,37 @@ fn bad(name: &'static str, reason: &'static str) -> ProxyError {
 pub enum Allowlist {
     /// SSRF protection off: any target.
     AllowAll,
-    /// Only these hosts (`host` matches any port, `host:port` only that port).
-    Only(Vec<String>),
+    /// Only these.
+    Only {
+        /// Static hosts (`host` matches any port, `host:port` only that
+        /// port).
+        hosts: Vec<String>,
+        /// The targets of an InferencePool's pods, kept up to date by its
+        /// watch.
+        pool: Option<PoolTargets>,
+    },
 }
 
 impl Allowlist {
-    /// Builds the allowlist from the configuration.
-    pub fn new(hosts: Option<&[String]>) -> Allowlist {
+    /// The allowlist of SSRF protection with the static `hosts` and, when
+    /// given, the targets of a watched pool; `None`: protection off.
+    pub fn new(hosts: Option<&[String]>, pool: Option<PoolTargets>) -> Allowlist {
         match hosts {
             None => Allowlist::AllowAll,
-            Some(hosts) => Allowlist::Only(hosts.iter().map(|h| h.to_ascii_lowercase()).collect()),
+            Some(hosts) => Allowlist::Only {
+                hosts: hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                pool,
+            },
+        }
+    }
+
+    /// The pool targets this allowlist reads, if any.
+    pub fn pool(&self) -> Option<&PoolTargets> {
+        match self {
+            Allowlist::Only {
+                pool: Some(pool), ..
+            } => Some(pool),
+            _ => None,
         }
     }
 
@@ -145,12 +167,13 @@ impl Allowlist {
     pub fn allows(&self, target: &PrefillTarget) -> bool {
         match self {
             Allowlist::AllowAll => true,
-            Allowlist::Only(hosts) => {
+            Allowlist::Only { hosts, pool } => {
                 let host = target.host().to_ascii_lowercase();
                 let host_port = target.host_port().to_ascii_lowercase();
                 hosts
                     .iter()
                     .any(|allowed| *allowed == host || *allowed == host_port)
+                    || pool.as_ref().is_some_and(|pool| pool.contains(&host_port))
             }
         }
     }
@@ -271,17 +294,18 @@ mod tests {
 
     #[test]
     fn allowlist_matches_host_or_exact_host_port() {
-        let list = Allowlist::new(Some(&[
-            "10.0.0.1".into(),
-            "pod-b:9000".into(),
-            "::1".into(),
-        ]));
+        let list = Allowlist::new(
+            Some(&["10.0.0.1".into(), "pod-b:9000".into(), "::1".into()]),
+            None,
+        );
         let target = |s: &str| first(&headers(&[s])).unwrap().unwrap();
         assert!(list.allows(&target("10.0.0.1:8000")));
         assert!(list.allows(&target("POD-B:9000")));
         assert!(!list.allows(&target("pod-b:9001")));
         assert!(!list.allows(&target("10.0.0.2:8000")));
         assert!(list.allows(&target("[::1]:8000")));
-        assert!(Allowlist::new(None).allows(&target("anything:1")));
+        assert!(Allowlist::new(None, None).allows(&target("anything:1")));
+        let unsynced_pool = Allowlist::new(Some(&[]), Some(PoolTargets::new()));
+        assert!(!unsynced_pool.allows(&target("10.0.0.1:8000")));
     }
 }

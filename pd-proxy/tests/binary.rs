@@ -5,56 +5,12 @@ mod common;
 
 use common::*;
 use llmd_runtime::testing::otlp_receiver::{OtlpReceiver, ReceivedSpan};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_llmd-pd-proxy");
 const TRACE_ID: &str = "0af7651916cd43dd8448eb211c80319c";
 const CALLER_SPAN: &str = "b7ad6b7169203331";
-
-/// The child, killed if the test fails before it exits.
-struct Running(Child);
-
-impl Running {
-    /// Spawns `command` and waits for the proxy's first line; returns the
-    /// child and the address it listens on.
-    async fn start(command: &mut Command) -> (Running, String) {
-        let mut child = Running(command.stdout(Stdio::piped()).spawn().unwrap());
-        let stdout = child.0.stdout.take().unwrap();
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).unwrap();
-            line
-        })
-        .await
-        .unwrap();
-        assert!(line.contains("listening on 127.0.0.1:"), "{line}");
-        let address = line.trim().rsplit(' ').next().unwrap().to_owned();
-        (child, address)
-    }
-}
-
-impl Running {
-    /// Sends SIGTERM and waits for the proxy to drain and exit.
-    async fn stop(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        tokio::task::spawn_blocking(move || self.0.wait().unwrap())
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// Posts a chat completion, streamed or not, to the proxy at `address`.
 async fn post_chat(address: &str, stream: bool) -> reqwest::Response {

@@ -18,7 +18,9 @@ use llmd_pd_proxy::{KvConnector, Proxy};
 use llmd_runtime::http::ServerTraceLayer;
 use llmd_runtime::span::{SpanKind, SpanMeta};
 use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -482,4 +484,47 @@ pub async fn assert_vllm_error(response: reqwest::Response, status: u16) -> Valu
     assert!(body["type"].is_string());
     assert!(body["message"].is_string());
     body
+}
+
+/// The child, killed if the test fails before it exits.
+pub struct Running(pub Child);
+
+impl Running {
+    /// Spawns `command` and waits for the proxy's first line; returns the
+    /// child and the address it listens on.
+    pub async fn start(command: &mut Command) -> (Running, String) {
+        let mut child = Running(command.stdout(Stdio::piped()).spawn().unwrap());
+        let stdout = child.0.stdout.take().unwrap();
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            line
+        })
+        .await
+        .unwrap();
+        assert!(line.contains("listening on 127.0.0.1:"), "{line}");
+        let address = line.trim().rsplit(' ').next().unwrap().to_owned();
+        (child, address)
+    }
+}
+
+impl Running {
+    /// Sends SIGTERM and waits for the proxy to drain and exit.
+    pub async fn stop(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        tokio::task::spawn_blocking(move || self.0.wait().unwrap())
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

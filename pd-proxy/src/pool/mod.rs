@@ -1,0 +1,282 @@
+//! SSRF protection from an InferencePool, as llm-d's sidecar has it: the
+//! prefill targets allowed are the pool's pods, each pod's IP and name on
+//! each of the pool's target ports. The pool and its pods are watched
+//! through the Kubernetes API, so the allowlist follows pods as they come
+//! and go, and a change of the pool's selector or ports.
+//!
+//! Each round gets the pool, lists its pods, publishes the allowlist, then
+//! follows both watches until one ends (the API server closes them every
+//! few minutes, or says the resource version is too old) or the pool's
+//! selector or ports change, and starts over. A failure keeps the
+//! allowlist as it was (as an informer keeps its cache), is logged once
+//! until a round succeeds again, and is retried with backoff; a pool that
+//! is deleted or not found allows nothing.
+
+mod kube;
+mod resources;
+
+pub use kube::{KubeApi, KubeError, SERVICE_ACCOUNT_DIR_ENV};
+
+use crate::config::InferencePool;
+use crate::stop::StopListener;
+use arc_swap::ArcSwap;
+use resources::{EventKind, PodAddress, PoolSpec, WatchEvent, resource_version};
+use serde_json::Value;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// First pause after a failed round; doubled up to [`MAX_BACKOFF`].
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// A round that ends sooner than this, even without an error, is followed
+/// by a pause of [`MIN_BACKOFF`], so that an API server (or a proxy before
+/// it) that ends every watch at once is not listed in a tight loop.
+const SHORTEST_ROUND: Duration = Duration::from_secs(1);
+
+/// The prefill targets an InferencePool allows, as lower-case `host:port`:
+/// written by the watch, read by every P/D request (one atomic load and a
+/// hash lookup).
+#[derive(Clone, Debug)]
+pub struct PoolTargets(Arc<ArcSwap<HashSet<String>>>);
+
+impl PoolTargets {
+    /// No target allowed (until the first round publishes the pool's).
+    pub fn new() -> PoolTargets {
+        PoolTargets(Arc::new(ArcSwap::from_pointee(HashSet::new())))
+    }
+
+    /// Whether `host_port` (lower case) is one of the pool's targets.
+    pub fn contains(&self, host_port: &str) -> bool {
+        self.0.load().contains(host_port)
+    }
+
+    fn publish(&self, pods: &HashMap<String, PodAddress>, ports: &[u16]) {
+        let targets = pods.values().flat_map(|pod| pod.targets(ports)).collect();
+        self.0.store(Arc::new(targets));
+    }
+
+    fn clear(&self) {
+        self.0.store(Arc::new(HashSet::new()));
+    }
+}
+
+impl Default for PoolTargets {
+    fn default() -> PoolTargets {
+        PoolTargets::new()
+    }
+}
+
+/// Why a round of the watch ended.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    #[error(transparent)]
+    Api(#[from] KubeError),
+    #[error(transparent)]
+    Spec(#[from] resources::SpecError),
+    #[error("the InferencePool was deleted")]
+    Deleted,
+    #[error("the API's answer has no resource version")]
+    NoResourceVersion,
+}
+
+/// Keeps `targets` to the pods of `pool` through `api` until `stopped`.
+pub async fn watch(api: KubeApi, pool: InferencePool, targets: PoolTargets, stopped: StopListener) {
+    let mut backoff = MIN_BACKOFF;
+    let mut failing = false;
+    let mut first = true;
+    loop {
+        let mut synced = |count: usize| {
+            if failing {
+                tracing::info!(%pool, targets = count, "InferencePool watch recovered");
+            } else if first {
+                tracing::info!(%pool, targets = count, "InferencePool prefill targets synced");
+            } else {
+                tracing::debug!(%pool, targets = count, "InferencePool listed again");
+            }
+            first = false;
+            failing = false;
+            backoff = MIN_BACKOFF;
+        };
+        let started = Instant::now();
+        let round = tokio::select! {
+            round = follow(&api, &pool, &targets, &mut synced) => round,
+            () = stopped.stopped() => return,
+        };
+        let Err(error) = round else {
+            if started.elapsed() < SHORTEST_ROUND {
+                tokio::select! {
+                    () = tokio::time::sleep(MIN_BACKOFF) => {}
+                    () = stopped.stopped() => return,
+                }
+            }
+            continue;
+        };
+        if matches!(error, RoundError::Deleted)
+            || matches!(&error, RoundError::Api(api) if api.is_not_found())
+        {
+            targets.clear();
+        }
+        if failing {
+            tracing::debug!(%pool, %error, "InferencePool watch still failing");
+        } else {
+            tracing::warn!(
+                %pool,
+                %error,
+                "InferencePool watch failed; retrying, with the prefill targets allowed so far"
+            );
+            failing = true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stopped.stopped() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// One round: gets the pool, lists its pods, publishes them (and calls
+/// `synced` with the number of targets), then follows both watches.
+/// `Ok` when the round should simply start over.
+async fn follow(
+    api: &KubeApi,
+    pool: &InferencePool,
+    targets: &PoolTargets,
+    synced: &mut impl FnMut(usize),
+) -> Result<(), RoundError> {
+    let pools_path = format!(
+        "/apis/{}/{}/namespaces/{}/inferencepools",
+        pool.group.group(),
+        pool.group.version(),
+        pool.namespace
+    );
+    let object: Value = api
+        .get(api.url(&format!("{pools_path}/{}", pool.name), &[]))
+        .await?;
+    let spec = PoolSpec::from_object(&object, pool.group)?;
+    let pool_version = resource_version(&object)
+        .ok_or(RoundError::NoResourceVersion)?
+        .to_owned();
+    let pods_path = format!("/api/v1/namespaces/{}/pods", pool.namespace);
+    let selector = [("labelSelector", spec.selector.as_str())];
+    let list: Value = api.get(api.url(&pods_path, &selector)).await?;
+    let pods_version = resource_version(&list)
+        .ok_or(RoundError::NoResourceVersion)?
+        .to_owned();
+    let mut pods: HashMap<String, PodAddress> = list
+        .get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(PodAddress::from_object)
+        .map(|pod| (pod.name.clone(), pod))
+        .collect();
+    targets.publish(&pods, &spec.ports);
+    synced(
+        pods.values()
+            .map(|pod| pod.targets(&spec.ports).count())
+            .sum(),
+    );
+
+    let mut pod_events = api
+        .watch(api.url(&pods_path, &selector), &pods_version)
+        .await?;
+    let name = format!("metadata.name={}", pool.name);
+    let pool_url = api.url(&pools_path, &[("fieldSelector", name.as_str())]);
+    let mut pool_events = api.watch(pool_url, &pool_version).await?;
+    loop {
+        tokio::select! {
+            event = pod_events.next() => {
+                let Some(event) = event? else { return Ok(()) };
+                if !apply_pod_event(&mut pods, event) {
+                    return Ok(());
+                }
+                targets.publish(&pods, &spec.ports);
+            }
+            event = pool_events.next() => {
+                let Some(WatchEvent { kind, object }) = event? else { return Ok(()) };
+                match kind {
+                    EventKind::Added | EventKind::Modified => {
+                        if PoolSpec::from_object(&object, pool.group)? != spec {
+                            tracing::info!(%pool, "InferencePool changed: listing its pods again");
+                            return Ok(());
+                        }
+                    }
+                    EventKind::Deleted => return Err(RoundError::Deleted),
+                    EventKind::Bookmark => {}
+                    EventKind::Error => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Applies a pod event to `pods`; false when the watch must start over (an
+/// `ERROR` event, such as a resource version that expired).
+fn apply_pod_event(pods: &mut HashMap<String, PodAddress>, event: WatchEvent) -> bool {
+    match event.kind {
+        EventKind::Added | EventKind::Modified => {
+            if let Some(pod) = PodAddress::from_object(&event.object) {
+                pods.insert(pod.name.clone(), pod);
+            }
+        }
+        EventKind::Deleted => {
+            if let Some(pod) = PodAddress::from_object(&event.object) {
+                pods.remove(&pod.name);
+            }
+        }
+        EventKind::Bookmark => {}
+        EventKind::Error => return false,
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(kind: EventKind, name: &str, ip: Option<&str>) -> WatchEvent {
+        WatchEvent {
+            kind,
+            object: json!({"metadata": {"name": name}, "status": {"podIP": ip}}),
+        }
+    }
+
+    #[test]
+    fn pod_events_add_move_and_remove_targets() {
+        let targets = PoolTargets::new();
+        let mut pods = HashMap::new();
+        let ports = [8000];
+        assert!(apply_pod_event(
+            &mut pods,
+            event(EventKind::Added, "p", None)
+        ));
+        targets.publish(&pods, &ports);
+        assert!(!targets.contains("p:8000"), "no IP yet, not allowed");
+        assert!(apply_pod_event(
+            &mut pods,
+            event(EventKind::Modified, "p", Some("10.0.0.1"))
+        ));
+        targets.publish(&pods, &ports);
+        assert!(targets.contains("10.0.0.1:8000") && targets.contains("p:8000"));
+        assert!(!targets.contains("10.0.0.1:8001"));
+        assert!(apply_pod_event(
+            &mut pods,
+            event(EventKind::Modified, "p", Some("10.0.0.2"))
+        ));
+        targets.publish(&pods, &ports);
+        assert!(!targets.contains("10.0.0.1:8000") && targets.contains("10.0.0.2:8000"));
+        assert!(apply_pod_event(
+            &mut pods,
+            event(EventKind::Deleted, "p", Some("10.0.0.2"))
+        ));
+        targets.publish(&pods, &ports);
+        assert!(!targets.contains("10.0.0.2:8000") && !targets.contains("p:8000"));
+        assert!(!apply_pod_event(
+            &mut pods,
+            event(EventKind::Error, "", None)
+        ));
+    }
+}
