@@ -105,21 +105,21 @@ pub async fn watch(api: KubeApi, pool: InferencePool, targets: PoolTargets, stop
             () = stopped.stopped() => return,
         };
         let Err(error) = round else {
-            if started.elapsed() < SHORTEST_ROUND {
-                tokio::select! {
-                    () = tokio::time::sleep(MIN_BACKOFF) => {}
-                    () = stopped.stopped() => return,
-                }
+            if started.elapsed() < SHORTEST_ROUND && !pause(MIN_BACKOFF, &stopped).await {
+                return;
             }
             continue;
         };
-        if matches!(error, RoundError::Deleted)
-            || matches!(&error, RoundError::Api(api) if api.is_not_found())
-        {
+        let gone = matches!(error, RoundError::Deleted)
+            || matches!(&error, RoundError::Api(api) if api.is_not_found());
+        if gone {
             targets.clear();
         }
         if failing {
             tracing::debug!(%pool, %error, "InferencePool watch still failing");
+        } else if gone {
+            tracing::warn!(%pool, %error, "InferencePool gone: no pool target is allowed");
+            failing = true;
         } else {
             tracing::warn!(
                 %pool,
@@ -128,11 +128,18 @@ pub async fn watch(api: KubeApi, pool: InferencePool, targets: PoolTargets, stop
             );
             failing = true;
         }
-        tokio::select! {
-            () = tokio::time::sleep(backoff) => {}
-            () = stopped.stopped() => return,
+        if !pause(backoff, &stopped).await {
+            return;
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Sleeps for `duration`; false when the proxy stopped first.
+async fn pause(duration: Duration, stopped: &StopListener) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(duration) => true,
+        () = stopped.stopped() => false,
     }
 }
 
