@@ -76,6 +76,22 @@ pub enum KubeError {
 }
 
 impl KubeError {
+    /// Makes the error of a failed request for `what`.
+    fn request(what: &str) -> impl FnOnce(reqwest::Error) -> KubeError + '_ {
+        move |source| KubeError::Request {
+            what: what.to_owned(),
+            source,
+        }
+    }
+
+    /// The error of an answer to `what` that is not the JSON expected.
+    fn decode(what: &str, reason: impl ToString) -> KubeError {
+        KubeError::Decode {
+            what: what.to_owned(),
+            reason: reason.to_string(),
+        }
+    }
+
     /// Whether the API said the object does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, KubeError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
@@ -142,17 +158,8 @@ impl KubeApi {
     pub async fn get<T: DeserializeOwned>(&self, url: Url) -> Result<T, KubeError> {
         let what = format!("GET {}", url.path());
         let response = self.send(url, REQUEST_TIMEOUT, &what).await?;
-        let body = response
-            .bytes()
-            .await
-            .map_err(|source| KubeError::Request {
-                what: what.clone(),
-                source,
-            })?;
-        serde_json::from_slice(&body).map_err(|error| KubeError::Decode {
-            what,
-            reason: error.to_string(),
-        })
+        let body = response.bytes().await.map_err(KubeError::request(&what))?;
+        serde_json::from_slice(&body).map_err(|error| KubeError::decode(&what, error))
     }
 
     /// Watches `url` (a list URL; `watch` and `timeoutSeconds` are added)
@@ -193,10 +200,7 @@ impl KubeApi {
             .timeout(timeout)
             .send()
             .await
-            .map_err(|source| KubeError::Request {
-                what: what.to_owned(),
-                source,
-            })?;
+            .map_err(KubeError::request(what))?;
         if !response.status().is_success() {
             return Err(KubeError::Status {
                 what: what.to_owned(),
@@ -226,41 +230,27 @@ impl WatchStream {
     /// The next event; `None` when the server ended the watch.
     pub async fn next(&mut self) -> Result<Option<WatchEvent>, KubeError> {
         loop {
-            let line = match self.lines.next_line() {
-                Some(line) => line,
+            if let Some(line) = self.lines.next_line() {
+                return self.event(&line).map(Some);
+            }
+            let chunk = self.response.chunk().await;
+            match chunk.map_err(KubeError::request(&self.what))? {
+                Some(chunk) => self
+                    .lines
+                    .push(&chunk)
+                    .map_err(|reason| KubeError::decode(&self.what, reason))?,
                 None => {
-                    let chunk =
-                        self.response
-                            .chunk()
-                            .await
-                            .map_err(|source| KubeError::Request {
-                                what: self.what.clone(),
-                                source,
-                            })?;
-                    match chunk {
-                        Some(chunk) => {
-                            self.lines
-                                .push(&chunk)
-                                .map_err(|reason| KubeError::Decode {
-                                    what: self.what.clone(),
-                                    reason: reason.to_owned(),
-                                })?;
-                            continue;
-                        }
-                        None => match self.lines.rest() {
-                            Some(line) => line,
-                            None => return Ok(None),
-                        },
-                    }
+                    return match self.lines.rest() {
+                        Some(line) => self.event(&line).map(Some),
+                        None => Ok(None),
+                    };
                 }
-            };
-            return serde_json::from_slice(&line)
-                .map(Some)
-                .map_err(|error| KubeError::Decode {
-                    what: self.what.clone(),
-                    reason: error.to_string(),
-                });
+            }
         }
+    }
+
+    fn event(&self, line: &[u8]) -> Result<WatchEvent, KubeError> {
+        serde_json::from_slice(line).map_err(|error| KubeError::decode(&self.what, error))
     }
 }
 

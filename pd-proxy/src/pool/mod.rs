@@ -52,9 +52,12 @@ impl PoolTargets {
         self.0.load().contains(host_port)
     }
 
-    fn publish(&self, pods: &HashMap<String, PodAddress>, ports: &[u16]) {
-        let targets = pods.values().flat_map(|pod| pod.targets(ports)).collect();
+    /// Replaces the targets with those of `pods` on `ports`; gives how many.
+    fn publish(&self, pods: &HashMap<String, PodAddress>, ports: &[u16]) -> usize {
+        let targets: HashSet<String> = pods.values().flat_map(|pod| pod.targets(ports)).collect();
+        let count = targets.len();
         self.0.store(Arc::new(targets));
+        count
     }
 
     fn clear(&self) {
@@ -179,12 +182,7 @@ async fn follow(
         .filter_map(PodAddress::from_object)
         .map(|pod| (pod.name.clone(), pod))
         .collect();
-    targets.publish(&pods, &spec.ports);
-    synced(
-        pods.values()
-            .map(|pod| pod.targets(&spec.ports).count())
-            .sum(),
-    );
+    synced(targets.publish(&pods, &spec.ports));
 
     let mut pod_events = api
         .watch(api.url(&pods_path, &selector), &pods_version)
