@@ -242,24 +242,12 @@ async fn run(layout: Layout, duration: Duration, rate: u64) {
             address: backend,
             cpu: None,
         },
-        PacedTarget {
-            name: "proxy, tracing off",
-            address: untraced.address,
-            cpu: Some(untraced.cpu()),
-        },
+        PacedTarget::proxy("proxy, tracing off", &untraced),
     ];
     if let Some(baseline) = &baseline {
-        targets.push(PacedTarget {
-            name: "baseline, tracing off",
-            address: baseline.address,
-            cpu: Some(baseline.cpu()),
-        });
+        targets.push(PacedTarget::proxy("baseline, tracing off", baseline));
     }
-    targets.extend([PacedTarget {
-        name: "bare hyper proxy",
-        address: bare.address,
-        cpu: Some(bare.cpu()),
-    }]);
+    targets.push(PacedTarget::proxy("bare hyper proxy", &bare));
     if let Some(nginx) = &nginx {
         targets.push(PacedTarget {
             name: "nginx proxy_pass",
@@ -771,6 +759,17 @@ struct PacedTarget<'a> {
     name: &'a str,
     address: SocketAddr,
     cpu: Option<CpuMeter>,
+}
+
+impl<'a> PacedTarget<'a> {
+    /// A proxy process of this bench, its CPU time measured.
+    fn proxy(name: &'a str, process: &ProxyProcess) -> PacedTarget<'a> {
+        PacedTarget {
+            name,
+            address: process.address,
+            cpu: Some(process.cpu()),
+        }
+    }
 }
 
 /// Paced load on each target in turn, `PACED_ROUNDS` times over, so that
