@@ -444,16 +444,20 @@ async fn traced_with(
     response.expect("infallible")
 }
 
+/// A completion request from a caller whose trace is `sampled` or not.
+fn completion_request(sampled: bool) -> Request<Body> {
+    Request::post("/v1/completions")
+        .header("traceparent", traceparent(TRACE_ID, SPAN_ID, sampled))
+        .body(Body::empty())
+        .expect("request")
+}
+
 #[tokio::test]
 async fn trace_with_puts_the_callers_attributes_in_the_start_list() {
     let cap = capture_with(Sampler::ParentBased(Box::new(Sampler::AlwaysOn)));
     let layer = ServerTraceLayer::new(&REQUEST).route("/v1/completions");
     let built = AtomicUsize::new(0);
-    let request = Request::post("/v1/completions")
-        .header("traceparent", traceparent(TRACE_ID, SPAN_ID, true))
-        .body(Body::empty())
-        .expect("request");
-    let response = traced_with(&layer, request, &built).await;
+    let response = traced_with(&layer, completion_request(true), &built).await;
     assert_eq!(response.headers()["x-model"], "routed-model");
 
     let span = cap.one(NAME);
@@ -477,11 +481,7 @@ async fn trace_with_puts_the_callers_attributes_in_the_start_list() {
 
     // An unsampled caller: no span, and the closure is never called.
     cap.clear();
-    let request = Request::post("/v1/completions")
-        .header("traceparent", traceparent(TRACE_ID, SPAN_ID, false))
-        .body(Body::empty())
-        .expect("request");
-    let response = traced_with(&layer, request, &built).await;
+    let response = traced_with(&layer, completion_request(false), &built).await;
     assert_eq!(response.headers()["x-model"], "routed-model");
     assert!(cap.spans().is_empty());
     assert_eq!(built.load(Ordering::Relaxed), 1);
