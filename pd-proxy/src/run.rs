@@ -30,8 +30,14 @@ pub async fn run(cli: Cli) -> ExitCode {
         tracing::warn!("{notice}");
     }
     let config = resolved.config;
-    let stopping = llmd_runtime::shutdown::signal();
-    let proxy = match Proxy::start(config).await {
+    let mut stopping = std::pin::pin!(llmd_runtime::shutdown::signal());
+    // Starting may wait for an InferencePool's first listing: a signal
+    // meanwhile ends the process, as nothing is served yet.
+    let started = tokio::select! {
+        started = Proxy::start(config) => started,
+        () = &mut stopping => return ExitCode::SUCCESS,
+    };
+    let proxy = match started {
         Ok(proxy) => proxy,
         Err(error) => {
             eprintln!("llmd-pd-proxy: {error}");

@@ -14,7 +14,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
@@ -70,7 +70,10 @@ pub struct Proxy {
 type Open = mpsc::Sender<()>;
 
 impl Proxy {
-    /// Binds the listeners of `config` and starts serving.
+    /// Binds the listeners of `config` and starts serving. With SSRF
+    /// protection from an InferencePool, first waits until the pool has
+    /// been listed (for as long as the API fails, as llm-d's sidecar does),
+    /// so that no P/D request meets an allowlist not filled yet.
     pub async fn start(config: Config) -> Result<Proxy, StartError> {
         config.validate()?;
         let tls_config = tls::server_config(&config.listener_tls)?;
@@ -81,12 +84,17 @@ impl Proxy {
             (&shared.config.inference_pool, shared.allowlist.pool())
         {
             let api = pool::KubeApi::in_cluster(|name| std::env::var(name).ok())?;
+            let (ready, listed) = oneshot::channel();
             tokio::spawn(pool::watch(
                 api,
                 pool.clone(),
                 targets.clone(),
                 stopped.clone(),
+                ready,
             ));
+            tracing::info!(%pool, "waiting for the InferencePool's first listing before listening");
+            // The watch only ends, without sending, once the proxy stops.
+            let _ = listed.await;
         }
         let (open, all_closed) = mpsc::channel(1);
         let mut addresses = Vec::new();

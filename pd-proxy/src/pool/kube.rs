@@ -91,11 +91,6 @@ impl KubeError {
             reason: reason.to_string(),
         }
     }
-
-    /// Whether the API said the object does not exist.
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, KubeError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
-    }
 }
 
 /// A client of the cluster's API server.

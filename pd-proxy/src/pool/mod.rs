@@ -4,13 +4,15 @@
 //! through the Kubernetes API, so the allowlist follows pods as they come
 //! and go, and a change of the pool's selector or ports.
 //!
-//! Each round gets the pool, lists its pods, publishes the allowlist, then
+//! Each round lists the pool, lists its pods, publishes the allowlist, then
 //! follows both watches until one ends (the API server closes them every
 //! few minutes, or says the resource version is too old) or the pool's
 //! selector or ports change, and starts over. A failure keeps the
 //! allowlist as it was (as an informer keeps its cache), is logged once
 //! until a round succeeds again, and is retried with backoff; a pool that
-//! is deleted or not found allows nothing.
+//! is deleted or not there yet allows nothing, and its watch notices it
+//! coming back. The proxy listens once the pool has been listed, as
+//! llm-d's sidecar waits for its pool informer to sync.
 
 mod kube;
 mod resources;
@@ -20,11 +22,13 @@ pub use kube::{KubeApi, KubeError, SERVICE_ACCOUNT_DIR_ENV};
 use crate::config::InferencePool;
 use crate::stop::StopListener;
 use arc_swap::ArcSwap;
+use kube::WatchStream;
 use resources::{EventKind, PodAddress, PoolSpec, WatchEvent, resource_version};
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
 
 /// First pause after a failed round; doubled up to [`MAX_BACKOFF`].
 const MIN_BACKOFF: Duration = Duration::from_millis(500);
@@ -78,33 +82,57 @@ enum RoundError {
     Api(#[from] KubeError),
     #[error(transparent)]
     Spec(#[from] resources::SpecError),
-    #[error("the InferencePool was deleted")]
-    Deleted,
     #[error("the API's answer has no resource version")]
     NoResourceVersion,
 }
 
-/// Keeps `targets` to the pods of `pool` through `api` until `stopped`.
-pub async fn watch(api: KubeApi, pool: InferencePool, targets: PoolTargets, stopped: StopListener) {
+/// What a round found when it listed the pool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Listing {
+    /// The pool exists; this many targets are allowed.
+    Targets(usize),
+    /// No such pool (not created yet, or deleted): nothing is allowed.
+    NoPool,
+}
+
+/// Keeps `targets` to the pods of `pool` through `api` until `stopped`;
+/// sends on `ready` once the pool has been listed for the first time.
+pub async fn watch(
+    api: KubeApi,
+    pool: InferencePool,
+    targets: PoolTargets,
+    stopped: StopListener,
+    ready: oneshot::Sender<()>,
+) {
+    let mut ready = Some(ready);
     let mut backoff = MIN_BACKOFF;
     let mut failing = false;
-    let mut first = true;
+    let mut last = None;
     loop {
-        let mut synced = |count: usize| {
-            if failing {
-                tracing::info!(%pool, targets = count, "InferencePool watch recovered");
-            } else if first {
-                tracing::info!(%pool, targets = count, "InferencePool prefill targets synced");
-            } else {
-                tracing::debug!(%pool, targets = count, "InferencePool listed again");
+        let mut listed = |listing: Listing| {
+            match listing {
+                Listing::NoPool if last != Some(Listing::NoPool) => tracing::warn!(
+                    %pool,
+                    "InferencePool not found: no pool target is allowed until it exists"
+                ),
+                Listing::Targets(count) if failing => {
+                    tracing::info!(%pool, targets = count, "InferencePool watch recovered");
+                }
+                Listing::Targets(count) if last.is_none() => {
+                    tracing::info!(%pool, targets = count, "InferencePool prefill targets synced");
+                }
+                _ => tracing::debug!(%pool, ?listing, "InferencePool listed again"),
             }
-            first = false;
+            last = Some(listing);
             failing = false;
             backoff = MIN_BACKOFF;
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
         };
         let started = Instant::now();
         let round = tokio::select! {
-            round = follow(&api, &pool, &targets, &mut synced) => round,
+            round = follow(&api, &pool, &targets, &mut listed) => round,
             () = stopped.stopped() => return,
         };
         let Err(error) = round else {
@@ -113,15 +141,14 @@ pub async fn watch(api: KubeApi, pool: InferencePool, targets: PoolTargets, stop
             }
             continue;
         };
-        let gone = matches!(error, RoundError::Deleted)
-            || matches!(&error, RoundError::Api(api) if api.is_not_found());
-        if gone {
-            targets.clear();
-        }
         if failing {
             tracing::debug!(%pool, %error, "InferencePool watch still failing");
-        } else if gone {
-            tracing::warn!(%pool, %error, "InferencePool gone: no pool target is allowed");
+        } else if last.is_none() {
+            tracing::warn!(
+                %pool,
+                %error,
+                "InferencePool cannot be listed yet; retrying (the proxy listens once it is)"
+            );
             failing = true;
         } else {
             tracing::warn!(
@@ -146,14 +173,15 @@ async fn pause(duration: Duration, stopped: &StopListener) -> bool {
     }
 }
 
-/// One round: gets the pool, lists its pods, publishes them (and calls
-/// `synced` with the number of targets), then follows both watches.
-/// `Ok` when the round should simply start over.
+/// One round: lists the pool (by name, as an informer does, so that a pool
+/// not there yet is an empty list to watch rather than an error) and its
+/// pods, publishes the targets (and tells `listed`), then follows both
+/// watches. `Ok` when the round should simply start over.
 async fn follow(
     api: &KubeApi,
     pool: &InferencePool,
     targets: &PoolTargets,
-    synced: &mut impl FnMut(usize),
+    listed: &mut impl FnMut(Listing),
 ) -> Result<(), RoundError> {
     let pools_path = format!(
         "/apis/{}/{}/namespaces/{}/inferencepools",
@@ -161,35 +189,36 @@ async fn follow(
         pool.group.version(),
         pool.namespace
     );
-    let object: Value = api
-        .get(api.url(&format!("{pools_path}/{}", pool.name), &[]))
-        .await?;
-    let spec = PoolSpec::from_object(&object, pool.group)?;
-    let pool_version = resource_version(&object)
+    let by_name = format!("metadata.name={}", pool.name);
+    let pools_url = api.url(&pools_path, &[("fieldSelector", by_name.as_str())]);
+    let pools: Value = api.get(pools_url.clone()).await?;
+    let pools_version = resource_version(&pools)
         .ok_or(RoundError::NoResourceVersion)?
         .to_owned();
+    let Some(object) = items(&pools).next() else {
+        targets.clear();
+        listed(Listing::NoPool);
+        let mut pool_events = api.watch(pools_url, &pools_version).await?;
+        pool_changed(&mut pool_events, pool, None).await?;
+        return Ok(());
+    };
+    let spec = PoolSpec::from_object(object, pool.group)?;
     let pods_path = format!("/api/v1/namespaces/{}/pods", pool.namespace);
     let selector = [("labelSelector", spec.selector.as_str())];
     let list: Value = api.get(api.url(&pods_path, &selector)).await?;
     let pods_version = resource_version(&list)
         .ok_or(RoundError::NoResourceVersion)?
         .to_owned();
-    let mut pods: HashMap<String, PodAddress> = list
-        .get("items")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
+    let mut pods: HashMap<String, PodAddress> = items(&list)
         .filter_map(PodAddress::from_object)
         .map(|pod| (pod.name.clone(), pod))
         .collect();
-    synced(targets.publish(&pods, &spec.ports));
+    listed(Listing::Targets(targets.publish(&pods, &spec.ports)));
 
     let mut pod_events = api
         .watch(api.url(&pods_path, &selector), &pods_version)
         .await?;
-    let name = format!("metadata.name={}", pool.name);
-    let pool_url = api.url(&pools_path, &[("fieldSelector", name.as_str())]);
-    let mut pool_events = api.watch(pool_url, &pool_version).await?;
+    let mut pool_events = api.watch(pools_url, &pools_version).await?;
     loop {
         tokio::select! {
             event = pod_events.next() => {
@@ -199,20 +228,61 @@ async fn follow(
                 }
                 targets.publish(&pods, &spec.ports);
             }
-            event = pool_events.next() => {
-                let Some(WatchEvent { kind, object }) = event? else { return Ok(()) };
-                match kind {
-                    EventKind::Added | EventKind::Modified => {
-                        if PoolSpec::from_object(&object, pool.group)? != spec {
-                            tracing::info!(%pool, "InferencePool changed: listing its pods again");
-                            return Ok(());
-                        }
-                    }
-                    EventKind::Deleted => return Err(RoundError::Deleted),
-                    EventKind::Bookmark => {}
-                    EventKind::Error => return Ok(()),
+            change = pool_changed(&mut pool_events, pool, Some(&spec)) => {
+                if change? == PoolChange::Deleted {
+                    targets.clear();
+                    tracing::info!(%pool, "InferencePool deleted: no pool target is allowed");
+                } else {
+                    tracing::info!(%pool, "InferencePool changed: listing it again");
+                }
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The `items` of a list.
+fn items(list: &Value) -> impl Iterator<Item = &Value> {
+    list.get("items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// How the watched pool no longer is what the round listed.
+#[derive(Debug, PartialEq, Eq)]
+enum PoolChange {
+    /// The pool was deleted.
+    Deleted,
+    /// The pool appeared or its selector or ports changed, or the watch
+    /// ended: list again.
+    Relist,
+}
+
+/// Follows the pool's watch until the pool differs from `spec` (`None`: no
+/// pool). Cancel-safe: each event is read whole or not at all.
+async fn pool_changed(
+    events: &mut WatchStream,
+    pool: &InferencePool,
+    spec: Option<&PoolSpec>,
+) -> Result<PoolChange, RoundError> {
+    loop {
+        let Some(WatchEvent { kind, object }) = events.next().await? else {
+            return Ok(PoolChange::Relist);
+        };
+        match kind {
+            EventKind::Added | EventKind::Modified => {
+                let changed = match spec {
+                    Some(spec) => PoolSpec::from_object(&object, pool.group)? != *spec,
+                    None => true,
+                };
+                if changed {
+                    return Ok(PoolChange::Relist);
                 }
             }
+            EventKind::Deleted if spec.is_some() => return Ok(PoolChange::Deleted),
+            EventKind::Deleted | EventKind::Bookmark => {}
+            EventKind::Error => return Ok(PoolChange::Relist),
         }
     }
 }

@@ -490,22 +490,33 @@ pub async fn assert_vllm_error(response: reqwest::Response, status: u16) -> Valu
 pub struct Running(pub Child);
 
 impl Running {
+    /// Spawns `command`; the proxy's first line (its listening address)
+    /// arrives on the receiver once printed.
+    pub fn spawn(command: &mut Command) -> (Running, tokio::sync::oneshot::Receiver<String>) {
+        let mut child = Running(command.stdout(Stdio::piped()).spawn().unwrap());
+        let stdout = child.0.stdout.take().unwrap();
+        let (line_sender, first_line) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).unwrap();
+            let _ = line_sender.send(line);
+        });
+        (child, first_line)
+    }
+
     /// Spawns `command` and waits for the proxy's first line; returns the
     /// child and the address it listens on.
     pub async fn start(command: &mut Command) -> (Running, String) {
-        let mut child = Running(command.stdout(Stdio::piped()).spawn().unwrap());
-        let stdout = child.0.stdout.take().unwrap();
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).unwrap();
-            line
-        })
-        .await
-        .unwrap();
-        assert!(line.contains("listening on 127.0.0.1:"), "{line}");
-        let address = line.trim().rsplit(' ').next().unwrap().to_owned();
+        let (child, first_line) = Running::spawn(command);
+        let address = listening_address(&first_line.await.unwrap());
         (child, address)
     }
+}
+
+/// The address in the proxy's first line, `llmd-pd-proxy listening on ADDRESS`.
+pub fn listening_address(line: &str) -> String {
+    assert!(line.contains("listening on 127.0.0.1:"), "{line}");
+    line.trim().rsplit(' ').next().unwrap().to_owned()
 }
 
 impl Running {
