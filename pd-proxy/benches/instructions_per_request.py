@@ -32,7 +32,7 @@ instructions per request from run to run.
 
 Needs valgrind and a release build:
     cargo build --release -p llmd-pd-proxy
-    python3 pd-proxy/benches/instructions_per_request.py --rounds 3 [--path pd] [--tls] [--export]
+    python3 pd-proxy/benches/instructions_per_request.py --rounds 3 [--path pd] [--tls] [--ssrf] [--export]
 """
 
 import http.server
@@ -143,6 +143,7 @@ def options(parser):
     parser.add_argument("--path", choices=["decode", "pd"], default="decode")
     parser.add_argument("--tls", action="store_true")
     parser.add_argument("--export", action="store_true")
+    parser.add_argument("--ssrf", action="store_true")
 
 
 def main():
@@ -168,6 +169,8 @@ def main():
         "--decoder-host", "127.0.0.1", "--bind-address", "127.0.0.1",
         "--secure-proxy=false",
     ]
+    if args.ssrf:
+        command += ["--enable-ssrf-protection", "--allowed-prefill-hosts", "Other-Host,127.0.0.1"]
     if args.tls:
         command += ["--enable-tls", "prefiller,decoder", "--tls-insecure-skip-verify", "prefiller,decoder"]
     headers = {"content-type": "application/json", "traceparent": TRACEPARENT}

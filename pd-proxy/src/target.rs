@@ -168,12 +168,10 @@ impl Allowlist {
         match self {
             Allowlist::AllowAll => true,
             Allowlist::Only { hosts, pool } => {
-                let host = target.host().to_ascii_lowercase();
-                let host_port = target.host_port().to_ascii_lowercase();
-                hosts
-                    .iter()
-                    .any(|allowed| *allowed == host || *allowed == host_port)
-                    || pool.as_ref().is_some_and(|pool| pool.contains(&host_port))
+                let (host, host_port) = (target.host(), target.host_port());
+                hosts.iter().any(|allowed| {
+                    allowed.eq_ignore_ascii_case(host) || allowed.eq_ignore_ascii_case(host_port)
+                }) || pool.as_ref().is_some_and(|pool| pool.contains(host_port))
             }
         }
     }

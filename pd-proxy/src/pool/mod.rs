@@ -51,9 +51,15 @@ impl PoolTargets {
         PoolTargets(Arc::new(ArcSwap::from_pointee(HashSet::new())))
     }
 
-    /// Whether `host_port` (lower case) is one of the pool's targets.
+    /// Whether `host_port` (in any case) is one of the pool's targets;
+    /// copies it only if it has upper-case letters.
     pub fn contains(&self, host_port: &str) -> bool {
-        self.0.load().contains(host_port)
+        let targets = self.0.load();
+        if host_port.bytes().any(|byte| byte.is_ascii_uppercase()) {
+            targets.contains(&host_port.to_ascii_lowercase())
+        } else {
+            targets.contains(host_port)
+        }
     }
 
     /// Replaces the targets with those of `pods` on `ports`; gives how many.
@@ -336,6 +342,7 @@ mod tests {
         ));
         targets.publish(&pods, &ports);
         assert!(targets.contains("10.0.0.1:8000") && targets.contains("p:8000"));
+        assert!(targets.contains("P:8000"), "host names match in any case");
         assert!(!targets.contains("10.0.0.1:8001"));
         assert!(apply_pod_event(
             &mut pods,
