@@ -65,6 +65,17 @@ pub struct Proxy {
     all_closed: mpsc::Receiver<()>,
 }
 
+/// Raises its signal when dropped: held while [`Proxy::start`] waits for
+/// the pool's first listing, so that a start given up (its future dropped)
+/// stops the pool watch it spawned.
+struct StopIfAbandoned<'a>(&'a Stop);
+
+impl Drop for StopIfAbandoned<'_> {
+    fn drop(&mut self) {
+        self.0.stop();
+    }
+}
+
 /// Held by each accept loop and connection task while it runs; nothing is
 /// ever sent on it.
 type Open = mpsc::Sender<()>;
@@ -93,8 +104,10 @@ impl Proxy {
                 ready,
             ));
             tracing::info!(%pool, "waiting for the InferencePool's first listing before listening");
+            let abandoned = StopIfAbandoned(&stop);
             // The watch only ends, without sending, once the proxy stops.
             let _ = listed.await;
+            std::mem::forget(abandoned);
         }
         let (open, all_closed) = mpsc::channel(1);
         let mut addresses = Vec::new();
