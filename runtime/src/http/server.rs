@@ -130,8 +130,7 @@ impl ServerTraceLayer {
         request: Request<B>,
         call: impl FnOnce(Request<B>) -> F,
     ) -> ResponseFuture<F> {
-        self.settings
-            .trace(request, (), |_, _| {}, |request, ()| call(request))
+        self.trace_with(request, (), |_, _| {}, |request, ()| call(request))
     }
 
     /// Like [`ServerTraceLayer::trace`] for a request the server has
@@ -142,6 +141,10 @@ impl ServerTraceLayer {
     /// recording it after the start, which locks the span and sets the
     /// attributes one by one. `attributes` is called only when the span is
     /// recorded.
+    ///
+    /// Inlined, so that the caller's handler future is built in place in
+    /// the returned one (out of line, the pass-through proxy ran about
+    /// 570 instructions more per request).
     #[inline]
     pub fn trace_with<B, T, F>(
         &self,
@@ -150,7 +153,18 @@ impl ServerTraceLayer {
         attributes: impl FnOnce(&T, &mut Vec<KeyValue>),
         call: impl FnOnce(Request<B>, T) -> F,
     ) -> ResponseFuture<F> {
-        self.settings.trace(request, found, attributes, call)
+        let parent = propagation::extract(request.headers());
+        let started = span::start(self.settings.meta, Some(&parent), || {
+            let mut list = self.settings.request_attributes(&request);
+            attributes(&found, &mut list);
+            list
+        });
+        let span = OpenSpan::new(started);
+        let inner = {
+            let _attached = span.attach();
+            call(request, found)
+        };
+        ResponseFuture { inner, span }
     }
 }
 
@@ -160,7 +174,7 @@ impl<S> Layer<S> for ServerTraceLayer {
     fn layer(&self, inner: S) -> ServerTrace<S> {
         ServerTrace {
             inner,
-            settings: self.settings.clone(),
+            layer: self.clone(),
         }
     }
 }
@@ -169,7 +183,7 @@ impl<S> Layer<S> for ServerTraceLayer {
 #[derive(Clone, Debug)]
 pub struct ServerTrace<S> {
     inner: S,
-    settings: Settings,
+    layer: ServerTraceLayer,
 }
 
 impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for ServerTrace<S>
@@ -187,33 +201,11 @@ where
 
     fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
         let inner = &mut self.inner;
-        self.settings
-            .trace(request, (), |_, _| {}, |request, ()| inner.call(request))
+        self.layer.trace(request, |request| inner.call(request))
     }
 }
 
 impl Settings {
-    fn trace<B, T, F>(
-        &self,
-        request: Request<B>,
-        found: T,
-        attributes: impl FnOnce(&T, &mut Vec<KeyValue>),
-        call: impl FnOnce(Request<B>, T) -> F,
-    ) -> ResponseFuture<F> {
-        let parent = propagation::extract(request.headers());
-        let started = span::start(self.meta, Some(&parent), || {
-            let mut list = self.request_attributes(&request);
-            attributes(&found, &mut list);
-            list
-        });
-        let span = OpenSpan::new(started);
-        let inner = {
-            let _attached = span.attach();
-            call(request, found)
-        };
-        ResponseFuture { inner, span }
-    }
-
     fn scheme(&self) -> &'static str {
         if self.tls { "https" } else { "http" }
     }
