@@ -317,26 +317,58 @@ async fn until_status(proxy: &str, target: &str, status: u16) {
     }
 }
 
-/// The proxy's command line with SSRF protection from `team/pool`, its
-/// in-cluster settings pointing at `kube`.
-fn proxy_command(kube: &FakeKube, account: &Account, decoder: &Fake) -> Command {
-    let mut command = Command::new(BINARY);
-    command
-        .args([
-            "--port=0",
-            "--secure-proxy=false",
-            "--bind-address=127.0.0.1",
-            "--decoder-host=127.0.0.1",
-            &format!("--vllm-port={}", decoder.address.port()),
-            "--enable-ssrf-protection",
-            "--inference-pool=team/pool",
-            "--prefill-max-retries=0",
-        ])
-        .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-        .env("KUBERNETES_SERVICE_PORT", kube.address.port().to_string())
-        .env("LLMD_SERVICE_ACCOUNT_DIR", &account.0)
-        .env("OTEL_SDK_DISABLED", "true");
-    command
+/// What each test starts from: a prefiller and a decoder, and the fake API
+/// with the pool's one pod, `prefill-a` at `pod_ip`, on the prefiller's
+/// port.
+struct Setup {
+    prefiller: Fake,
+    decoder: Fake,
+    port: u16,
+    kube: FakeKube,
+    account: Account,
+}
+
+impl Setup {
+    async fn start(pod_ip: &str) -> Setup {
+        let prefiller = Fake::start(prefiller()).await;
+        let decoder = Fake::start(decoder()).await;
+        let port = prefiller.address.port();
+        let pki = TestPki::generate().unwrap();
+        let kube = FakeKube::start(&pki, port, vec![pod("prefill-a", pod_ip)]).await;
+        let account = Account::new(&pki);
+        Setup {
+            prefiller,
+            decoder,
+            port,
+            kube,
+            account,
+        }
+    }
+
+    /// The proxy's command line with SSRF protection from `team/pool`, its
+    /// in-cluster settings pointing at the fake API.
+    fn proxy_command(&self) -> Command {
+        let mut command = Command::new(BINARY);
+        command
+            .args([
+                "--port=0",
+                "--secure-proxy=false",
+                "--bind-address=127.0.0.1",
+                "--decoder-host=127.0.0.1",
+                &format!("--vllm-port={}", self.decoder.address.port()),
+                "--enable-ssrf-protection",
+                "--inference-pool=team/pool",
+                "--prefill-max-retries=0",
+            ])
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env(
+                "KUBERNETES_SERVICE_PORT",
+                self.kube.address.port().to_string(),
+            )
+            .env("LLMD_SERVICE_ACCOUNT_DIR", &self.account.0)
+            .env("OTEL_SDK_DISABLED", "true");
+        command
+    }
 }
 
 /// Waits until `target` is denied (until then, requests may still reach
@@ -364,14 +396,10 @@ async fn until_calls(kube: &FakeKube, path: &str, count: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_allowlist_follows_the_pool_and_its_pods() {
-    let prefiller = Fake::start(prefiller()).await;
-    let decoder = Fake::start(decoder()).await;
-    let port = prefiller.address.port();
-    let pki = TestPki::generate().unwrap();
     // At first the pool's one pod is at an address nothing listens on.
-    let kube = FakeKube::start(&pki, port, vec![pod("prefill-a", "127.0.0.9")]).await;
-    let account = Account::new(&pki);
-    let (child, proxy) = Running::start(&mut proxy_command(&kube, &account, &decoder)).await;
+    let setup = Setup::start("127.0.0.9").await;
+    let (prefiller, port, kube) = (&setup.prefiller, setup.port, &setup.kube);
+    let (child, proxy) = Running::start(&mut setup.proxy_command()).await;
     let listed = format!("127.0.0.9:{port}");
     let reachable = format!("127.0.0.1:{port}");
 
@@ -395,7 +423,7 @@ async fn the_allowlist_follows_the_pool_and_its_pods() {
 
     // The pool is deleted: none of its pods is allowed any more.
     kube.set_pool(false);
-    until_denied(&proxy, &reachable, &prefiller).await;
+    until_denied(&proxy, &reachable, prefiller).await;
 
     // The pool comes back: its watch notices, and its pods are listed again.
     kube.set_pool(true);
@@ -403,7 +431,7 @@ async fn the_allowlist_follows_the_pool_and_its_pods() {
 
     // The pod goes away.
     kube.send_pod("DELETED", "127.0.0.1");
-    until_denied(&proxy, &reachable, &prefiller).await;
+    until_denied(&proxy, &reachable, prefiller).await;
 
     let calls = kube.calls();
     assert!(
@@ -441,18 +469,14 @@ async fn the_allowlist_follows_the_pool_and_its_pods() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_listens_once_the_pool_is_listed() {
-    let prefiller = Fake::start(prefiller()).await;
-    let decoder = Fake::start(decoder()).await;
-    let port = prefiller.address.port();
-    let pki = TestPki::generate().unwrap();
-    let kube = FakeKube::start(&pki, port, vec![pod("prefill-a", "127.0.0.1")]).await;
+    let setup = Setup::start("127.0.0.1").await;
+    let (prefiller, port, kube) = (&setup.prefiller, setup.port, &setup.kube);
     kube.change(|cluster| cluster.pool_list_failures = 1);
     kube.held.send_replace(true);
-    let account = Account::new(&pki);
-    let (child, mut first_line) = Running::spawn(&mut proxy_command(&kube, &account, &decoder));
+    let (child, mut first_line) = Running::spawn(&mut setup.proxy_command());
 
     // The first list fails, the second waits: the proxy does not listen yet.
-    until_calls(&kube, POOL_PATH, 2).await;
+    until_calls(kube, POOL_PATH, 2).await;
     assert_eq!(
         first_line.try_recv(),
         Err(tokio::sync::oneshot::error::TryRecvError::Empty),
@@ -469,13 +493,10 @@ async fn the_proxy_listens_once_the_pool_is_listed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_waiting_for_its_pool_stops_on_sigterm() {
-    let decoder = Fake::start(decoder()).await;
-    let pki = TestPki::generate().unwrap();
-    let kube = FakeKube::start(&pki, 8000, Vec::new()).await;
-    kube.held.send_replace(true);
-    let account = Account::new(&pki);
-    let (child, first_line) = Running::spawn(&mut proxy_command(&kube, &account, &decoder));
-    until_calls(&kube, POOL_PATH, 1).await;
+    let setup = Setup::start("127.0.0.1").await;
+    setup.kube.held.send_replace(true);
+    let (child, first_line) = Running::spawn(&mut setup.proxy_command());
+    until_calls(&setup.kube, POOL_PATH, 1).await;
     assert!(child.stop().await.success());
     assert_eq!(first_line.await.unwrap(), "", "it never listened");
 }
